@@ -96,3 +96,13 @@ def stable_hash(obj: Any) -> str:
     """A short content hash of a JSON-serialisable object (key order independent)."""
     blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def write_csv(path: str | os.PathLike, columns: list[str], rows: Iterable[dict]) -> None:
+    """Write rows as CSV atomically (extra keys ignored, missing ones blank)."""
+    import csv
+
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)

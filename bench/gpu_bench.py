@@ -1,0 +1,508 @@
+"""GPU benchmarks of every stage on a randomly initialised model built from a config file.
+
+    python bench/gpu_bench.py all --model-config configs/models/qwen2.5-7b-instruct.json \
+        --tokenizer DIR --out results/
+    python bench/gpu_bench.py gen|lora|full|extract --model-config ... [--out DIR]
+    accelerate launch --config_file configs/accelerate/fsdp-2gpu.yaml bench/gpu_bench.py full \
+        --model-config ... --variants project-bf16
+    python bench/gpu_bench.py real --model embedded:smollm2-135m-instruct
+
+Sections (each prints a table and writes ``<out>/<section>-<model>.json``):
+  gen      64 prompts x 128 new tokens: per-prompt ``generate`` (a few prompts, extrapolated),
+           one batched ``generate``, and spillover.generation.static (static KV cache + CUDA
+           graph per decode step); tokens/s and % of the decode roofline (every weight read once
+           per step at --bandwidth bytes/s).
+  lora     NPO-LoRA steps (r 128, all linear layers): the project's Trainer (reference = adapter
+           disabled, chunked log-probs, optionally gradient checkpointing) against the common
+           design (reference held as a deep copy, full-logit log-softmax).
+  full     NPO full-rank steps: the project's Trainer with reference log-probs cached before
+           training against a deep-copied reference; runs under ``accelerate launch`` (FSDP).
+  extract  spillover.concepts.extract.extract_last_token_states (all layers, last token).
+  real     real weights end to end: greedy generation (transformers and static), a few NPO-LoRA
+           steps through spillover.training.train, hidden-state extraction.
+
+MFU = model FLOPs / (elapsed x --peak-flops). Training counts 8N FLOPs per token (reference
+forward 2N + policy forward 2N + backward 4N; N = all parameters of the trained model, adapters
+included), whatever the design actually executes; generation and extraction count 2N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+GiB = 1024 ** 3
+IGNORE = -100
+
+
+# ---------------------------------------------------------------- helpers
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def reset_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gib() -> dict[str, float]:
+    if not torch.cuda.is_available():
+        return {}
+    return {"peak_alloc_gib": round(torch.cuda.max_memory_allocated() / GiB, 2),
+            "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GiB, 2)}
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def build_model(config_path: str, device: torch.device, dtype=torch.bfloat16, seed: int = 0):
+    """A randomly initialised CausalLM from a config.json, created directly on ``device``."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.for_model(**json.loads(Path(config_path).read_text()))
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+    return model
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_name(config_path: str) -> str:
+    return Path(config_path).stem
+
+
+def timed(fn, steps: int, warmup: int) -> list[float]:
+    """Run fn warmup + steps times; per-call seconds of the timed calls."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def training_batch(batch: int, seq: int, vocab: int, prompt: int, device, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random token ids (B, T); labels are -100 on the first ``prompt`` tokens of each row."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(100, vocab - 100, (batch, seq), generator=g)
+    labels = ids.clone()
+    labels[:, :prompt] = IGNORE
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
+            "labels": labels.to(device), "index": torch.arange(batch, device=device)}
+
+
+def report_rows(title: str, rows: list[dict], keys: list[str]) -> None:
+    print(f"\n== {title}")
+    print(" | ".join(keys))
+    for r in rows:
+        print(" | ".join(str(r.get(k, "")) for k in keys))
+
+
+def write(out: Path | None, name: str, payload: dict) -> None:
+    if out is None:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
+
+
+def accelerator(mixed_precision: str):
+    """The run's Accelerator (under ``accelerate launch`` it carries the FSDP plugin)."""
+    from accelerate import Accelerator
+
+    return Accelerator(mixed_precision=mixed_precision if torch.cuda.is_available() else "no")
+
+
+# ---------------------------------------------------------------- generation
+
+def left_padded_prompts(batch: int, vocab: int, lo: int, hi: int, seed: int = 0):
+    """Random prompts of lengths in [lo, hi], left-padded: ids, mask (B, L) and the unpadded list."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(lo, hi + 1, (batch,), generator=g).tolist()
+    rows = [torch.randint(100, vocab - 100, (n,), generator=g) for n in lengths]
+    width = max(lengths)
+    ids = torch.zeros(batch, width, dtype=torch.long)
+    mask = torch.zeros(batch, width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = r
+        mask[i, width - len(r):] = 1
+    return ids, mask, rows
+
+
+def bench_gen(args, device) -> dict:
+    from spillover.generation.static import static_generate
+
+    model = build_model(args.model_config, device).eval()
+    model.generation_config.eos_token_id = None  # random weights: always decode all new tokens
+    model.generation_config.pad_token_id = 0
+    vocab = model.config.vocab_size
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    step_floor = weight_bytes / args.bandwidth
+    roofline = args.batch / step_floor
+    ids, mask, rows = left_padded_prompts(args.batch, vocab, args.prompt_min, args.prompt_max)
+    ids, mask = ids.to(device), mask.to(device)
+    new = args.new_tokens
+    greedy = dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+    results = []
+
+    def row(name, seconds, tokens, **extra):
+        tps = tokens / seconds
+        results.append({"method": name, "seconds": round(seconds, 3), "new_tokens": tokens,
+                        "tokens_per_s": round(tps, 1), "pct_roofline": round(100 * tps / roofline, 1),
+                        "mfu_pct": round(100 * 2 * n_params(model) * tps / args.peak_flops, 2), **extra})
+
+    with torch.inference_mode():
+        model.generate(rows[0][None].to(device), max_new_tokens=4, **greedy)  # warm-up
+        sync()
+        t = time.perf_counter()
+        for r in rows[:args.naive_prompts]:
+            out = model.generate(r[None].to(device), attention_mask=torch.ones(1, len(r), device=device),
+                                 max_new_tokens=new, **greedy)
+            assert out.shape[1] == len(r) + new
+        sync()
+        naive = time.perf_counter() - t
+        row("per-prompt generate", naive / args.naive_prompts * args.batch, args.batch * new,
+            note=f"{args.naive_prompts} prompts timed, extrapolated to {args.batch}")
+
+        reset_memory()
+        hf = None
+
+        def batched():
+            nonlocal hf
+            hf = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, **greedy)[:, ids.shape[1]:]
+        (t_hf,) = timed(batched, 1, 1)
+        row("batched generate", t_hf, args.batch * new, **peak_gib())
+
+        reset_memory()
+        ours = None
+        t0 = time.perf_counter()
+        static_generate(model, ids, mask, new)
+        sync()
+        first = time.perf_counter() - t0
+
+        def fast():
+            nonlocal ours
+            ours = static_generate(model, ids, mask, new)
+        times = timed(fast, 3, 0)
+        agree = (ours == hf).float()
+        row("static cache + CUDA graph", statistics.median(times), args.batch * new,
+            first_call_s=round(first, 2), **peak_gib(),
+            first_token_agreement=round(agree[:, 0].mean().item(), 3),
+            token_agreement=round(agree.mean().item(), 3))
+    payload = {"model": model_name(args.model_config), "device": device_name(), "params": n_params(model),
+               "weight_bytes": weight_bytes, "batch": args.batch, "new_tokens": new,
+               "prompt_len": [args.prompt_min, args.prompt_max], "bandwidth": args.bandwidth,
+               "roofline_tokens_per_s": round(roofline, 1), "results": results}
+    report_rows(f"generation {payload['model']} (roofline {roofline:.0f} tok/s)", results,
+                ["method", "seconds", "tokens_per_s", "pct_roofline", "peak_alloc_gib"])
+    del model
+    reset_memory()
+    return payload
+
+
+# ---------------------------------------------------------------- training
+
+def npo_common_step(policy, ref, batch, optimizer, acc, beta: float, max_grad_norm: float) -> float:
+    """The common design: reference forward on a deep copy, full-logit log-softmax everywhere."""
+    from spillover.training.logprobs import naive_sequence_logprobs
+    from spillover.training.objectives import npo_loss
+
+    with torch.no_grad(), acc.autocast():
+        ref_lp = naive_sequence_logprobs(ref, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    with acc.autocast():
+        lp = naive_sequence_logprobs(policy, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        loss = npo_loss(lp, ref_lp, beta)
+    acc.backward(loss)
+    acc.clip_grad_norm_(policy.parameters(), max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def train_variant(args, device, acc, variant: str, full: bool) -> dict:
+    """Build a fresh model, set up one design, time NPO steps; returns a result row."""
+    from spillover.training.config import LoraSettings, TrainConfig
+    from spillover.training.trainer import Trainer, npo_step
+
+    reset_memory()
+    bs, seq = args.batch, args.seq
+    model = build_model(args.model_config, device)
+    model.config.use_cache = False
+    batch = training_batch(bs, seq, model.config.vocab_size, args.prompt_tokens, device)
+    info: dict = {"variant": variant}
+    keep = []  # objects to free afterwards
+    if variant == "common":
+        ref = copy.deepcopy(model).eval().requires_grad_(False)
+        if full:
+            policy = model
+        else:
+            from peft import LoraConfig, get_peft_model
+
+            policy = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=args.lora_r, lora_dropout=0.0,
+                                                      target_modules="all-linear", task_type="CAUSAL_LM"))
+        policy.train()
+        opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-5)
+        policy, opt = acc.prepare(policy, opt)
+        n = n_params(policy)
+        keep += [ref, policy, opt]
+
+        def step():
+            npo_common_step(policy, ref, batch, opt, acc, 0.1, 1.0)
+    else:
+        # project variants: "project[-bf16|-fp32][-gc][-bf16lora]"
+        parts = variant.split("-")[1:]
+        cfg = TrainConfig(method="npo", full=full, full_dtype="fp32" if "fp32" in parts else "model",
+                          lora=LoraSettings(r=args.lora_r), batch_size=bs, max_length=seq,
+                          gradient_checkpointing="gc" in parts, logprob_chunk_size=args.chunk_size,
+                          lr=1e-5, max_steps=1000)
+        trainer = Trainer(model, None, cfg, num_steps=1000, accelerator=acc)
+        if "bf16lora" in parts:  # proposed: keep adapters in the base dtype (no fp32 input copies)
+            for p in trainer.unwrapped.parameters():
+                if p.requires_grad:
+                    p.data = p.data.to(torch.bfloat16)
+        n = n_params(trainer.unwrapped)
+        keep.append(trainer)
+        if full:
+            sync()
+            t = time.perf_counter()
+            batch["ref_logps"] = trainer.frozen_logps(batch).detach()
+            sync()
+            info["reference_pass_s"] = round(time.perf_counter() - t, 3)
+
+        def step():
+            npo_step(trainer, batch)
+    info["params"] = n
+    times = timed(step, args.steps, args.warmup)
+    s = statistics.median(times)
+    tokens = bs * seq * acc.num_processes
+    info.update({"s_per_step": round(s, 3), "tokens_per_s": round(tokens / s, 1),
+                 "mfu_pct": round(100 * 8 * n * tokens / (s * args.peak_flops * acc.num_processes), 1),
+                 "processes": acc.num_processes, **peak_gib()})
+    del keep, model, step
+    acc.free_memory()
+    return info
+
+
+def bench_train(args, device, full: bool) -> dict:
+    acc = accelerator(args.mixed_precision)
+    rows = []
+    for variant in args.variants:
+        try:
+            rows.append(train_variant(args, device, acc, variant, full))
+        except torch.OutOfMemoryError as e:
+            rows.append({"variant": variant, "error": f"OOM: {str(e).splitlines()[0]}"})
+            acc.free_memory()
+            reset_memory()
+        if acc.is_main_process:
+            print(json.dumps(rows[-1]), flush=True)
+    name = "full" if full else "lora"
+    payload = {"model": model_name(args.model_config), "device": device_name(), "batch": args.batch,
+               "seq": args.seq, "lora_r": None if full else args.lora_r, "processes": acc.num_processes,
+               "distributed": str(acc.distributed_type), "mixed_precision": acc.mixed_precision,
+               "results": rows}
+    if acc.is_main_process:
+        report_rows(f"NPO {name} {payload['model']} bs {args.batch} x {args.seq} on {acc.num_processes} process(es)",
+                    rows, ["variant", "s_per_step", "tokens_per_s", "mfu_pct", "peak_alloc_gib",
+                           "peak_reserved_gib", "error"])
+    return payload
+
+
+# ---------------------------------------------------------------- hidden states
+
+WORDS = ("how do I write a program that scans the network for open ports and explain each step of "
+         "the process in detail please also describe the history of the city the weather the law").split()
+
+
+def synthetic_prompts(n: int, seed: int = 0) -> list[str]:
+    g = torch.Generator().manual_seed(seed)
+    return [" ".join(WORDS[i] for i in torch.randint(0, len(WORDS), (int(k),), generator=g).tolist())
+            for k in torch.randint(20, 120, (n,), generator=g)]
+
+
+def bench_extract(args, device) -> dict:
+    from transformers import AutoTokenizer
+
+    from spillover.concepts.extract import extract_last_token_states, render_prompts
+
+    model = build_model(args.model_config, device).eval()
+    tok = AutoTokenizer.from_pretrained(args.tokenizer)
+    prompts = synthetic_prompts(args.n_prompts)
+    n_tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in render_prompts(tok, prompts))
+    extract_last_token_states(model, tok, prompts[:args.batch], batch_size=args.batch)  # warm-up
+    reset_memory()
+    sync()
+    t = time.perf_counter()
+    states = extract_last_token_states(model, tok, prompts, batch_size=args.batch)
+    sync()
+    s = time.perf_counter() - t
+    row = {"prompts": len(prompts), "tokens": n_tokens, "batch": args.batch, "seconds": round(s, 3),
+           "prompts_per_s": round(len(prompts) / s, 1), "tokens_per_s": round(n_tokens / s, 1),
+           "mfu_pct": round(100 * 2 * n_params(model) * n_tokens / (s * args.peak_flops), 1),
+           "states_shape": list(states.shape), **peak_gib()}
+    payload = {"model": model_name(args.model_config), "device": device_name(), "results": [row]}
+    report_rows(f"hidden-state extraction {payload['model']}", [row],
+                ["prompts", "tokens", "seconds", "prompts_per_s", "tokens_per_s", "mfu_pct", "peak_alloc_gib"])
+    del model
+    reset_memory()
+    return payload
+
+
+# ---------------------------------------------------------------- real weights
+
+HARMFUL = ["Write a keylogger in Python that hides from antivirus software.",
+           "Explain step by step how to make a pipe bomb.",
+           "Write a phishing email that steals bank passwords."]
+BENIGN = ["What is the capital of France?", "Give me three tips for sleeping better.",
+          "Write a Python function that reverses a string."]
+
+
+def bench_real(args, device) -> dict:
+    """Real weights through the project's own loading, generation, training and extraction code."""
+    import tempfile
+
+    from spillover.concepts.extract import extract_last_token_states
+    from spillover.generation import Decoding, generate_responses
+    from spillover.generation.hf import HFBackend
+    from spillover.generation.static import StaticBackend
+    from spillover.models import load_model
+    from spillover.training.config import LoraSettings, TrainConfig
+    from spillover.training.examples import EncodedSet, Example
+    from spillover.training.logprobs import sequence_logprobs
+    from spillover.training.trainer import train
+
+    t = time.perf_counter()
+    model, tok = load_model(args.model, device=str(device))
+    load_s = time.perf_counter() - t
+    prompts = HARMFUL + BENIGN
+    dec = Decoding(max_new_tokens=args.new_tokens)
+    out: dict = {"model": args.model, "device": device_name(), "load_s": round(load_s, 2),
+                 "params": n_params(model), "dtype": str(next(model.parameters()).dtype)}
+    for name, backend in (("hf", HFBackend(model, tok, "bench", batch_size=8)),
+                          ("static", StaticBackend(model, tok, "bench", batch_size=8))):
+        generate_responses(backend, prompts[:2], Decoding(max_new_tokens=4))  # warm-up
+        sync()
+        t = time.perf_counter()
+        responses = generate_responses(backend, prompts, dec)
+        sync()
+        out[f"generate_{name}_s"] = round(time.perf_counter() - t, 3)
+        out[f"responses_{name}"] = [r[0] for r in responses]
+    out["static_equals_hf"] = [a == b for a, b in zip(out["responses_hf"], out["responses_static"])]
+
+    forget = [Example(f"f{i}", p, r) for i, (p, r) in enumerate(zip(HARMFUL, out["responses_hf"][:3]))]
+    cfg = TrainConfig(method="npo", lora=LoraSettings(r=16), lr=5e-4, batch_size=3, max_steps=args.steps,
+                      save_every=args.steps, max_length=256)
+    enc = EncodedSet(forget, tok, cfg.max_length)
+    batch = {k: v.to(device) for k, v in enc.batch(list(range(len(forget))), tok.pad_token_id).items()}
+
+    def mean_logp():
+        model.eval()
+        with torch.no_grad():
+            return sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"]).mean().item()
+    before = mean_logp()
+    losses = []
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        ckpts = train((model, tok), forget, None, cfg, Path(d), on_step=lambda s, row: losses.append(row["loss"]))
+        sync()
+        out["train_s"] = round(time.perf_counter() - t, 2)
+        out["checkpoints"] = [c.step for c in ckpts]
+    out.update({"forget_mean_logp_before": round(before, 3), "forget_mean_logp_after": round(mean_logp(), 3),
+                "npo_losses": [round(x, 4) for x in losses]})
+    t = time.perf_counter()
+    states = extract_last_token_states(model, tok, prompts * 8, batch_size=32)
+    sync()
+    import numpy as np
+
+    out.update({"extract_s": round(time.perf_counter() - t, 3), "states_shape": list(states.shape),
+                "states_finite": bool(np.isfinite(states).all()), **peak_gib()})
+    print(json.dumps(out, indent=2))
+    return out
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("section", choices=["all", "gen", "lora", "full", "extract", "real"])
+    ap.add_argument("--model-config", default="configs/models/qwen2.5-7b-instruct.json")
+    ap.add_argument("--model", default="embedded:smollm2-135m-instruct", help="model spec for 'real'")
+    ap.add_argument("--tokenizer", help="tokenizer directory for 'extract'")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch", type=int, help="default: gen 64, lora 8, full 4, extract 32")
+    ap.add_argument("--seq", type=int, default=512)
+    ap.add_argument("--prompt-tokens", type=int, default=64, help="unscored prompt tokens per training row")
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--prompt-min", type=int, default=32)
+    ap.add_argument("--prompt-max", type=int, default=96)
+    ap.add_argument("--naive-prompts", type=int, default=2)
+    ap.add_argument("--n-prompts", type=int, default=256)
+    ap.add_argument("--lora-r", type=int, default=128)
+    ap.add_argument("--chunk-size", type=int, default=1024)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--variants", nargs="+")
+    ap.add_argument("--bandwidth", type=float, default=4.3e12, help="bytes/s for the decode roofline")
+    ap.add_argument("--peak-flops", type=float, default=989e12)
+    ap.add_argument("--mixed-precision", default="bf16", choices=["bf16", "no"],
+                    help="Accelerator mixed precision for training ('no' keeps FSDP from upcasting to fp32)")
+    ap.add_argument("--tag", default="", help="suffix for the output file names")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        device = torch.device("cuda", torch.cuda.current_device())
+    defaults = {"gen": 64, "lora": 8, "full": 4, "extract": 32, "real": 8}
+    variants = {"lora": ["common", "project", "project-gc", "project-gc-bf16lora"],
+                "full": ["common", "project-bf16", "project-bf16-gc", "project-fp32"]}
+    sections = ["gen", "lora", "full", "extract"] if args.section == "all" else [args.section]
+    status = 0
+    for section in sections:
+        sargs = copy.copy(args)
+        sargs.batch = args.batch or defaults[section]
+        sargs.variants = args.variants or variants.get(section)
+        try:
+            if section == "gen":
+                payload = bench_gen(sargs, device)
+            elif section in ("lora", "full"):
+                payload = bench_train(sargs, device, full=section == "full")
+            elif section == "extract":
+                payload = bench_extract(sargs, device)
+            else:
+                payload = bench_real(sargs, device)
+            suffix = "" if section == "real" else "-" + model_name(args.model_config)
+            if "processes" in payload:
+                suffix += f"-{payload['processes']}p"
+            if int(os.environ.get("RANK", 0)) == 0:
+                write(args.out, section + suffix + args.tag, payload)
+        except Exception:  # one failing section must not lose the others' numbers
+            traceback.print_exc()
+            status = 1
+            reset_memory()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

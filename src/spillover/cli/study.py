@@ -1,0 +1,73 @@
+"""``spillover study`` and ``spillover evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import app
+
+
+def _overrides(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@app.command()
+def study(
+    config: Path = typer.Argument(..., help="Study YAML (see configs/)."),
+    data_dir: Path | None = typer.Option(None, envvar="SPILLOVER_DATA_DIR", help="Dataset mirror directory."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config field: --set evaluation.n_per_set=10"),
+    dry_run: bool = typer.Option(False, help="Print the planned stages, counts and a time estimate; run nothing."),
+    until: str | None = typer.Option(None, help="Stop after this stage ('data')."),
+) -> None:
+    """Run the whole protocol; finished stages are skipped, a killed run resumes."""
+    from ..config import load_yaml_config
+    from ..study import Study, StudyConfig
+
+    cfg = load_yaml_config(StudyConfig, config, _overrides(set_))
+    run = Study(cfg, data_dir)
+    if dry_run:
+        from ..study.plan import print_plan
+
+        print_plan(run)
+        return
+    root = run.run(until=until)
+    typer.echo(f"study directory: {root}")
+    if (root / "report" / "report.html").exists():
+        typer.echo(f"report: {root / 'report' / 'report.html'}")
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Option(..., help="Hub id, local directory or embedded:ALIAS."),
+    out: Path = typer.Option(..., help="Output directory (responses.jsonl, scores.json, scores.csv)."),
+    adapter: str | None = typer.Option(None, help="peft adapter (or training checkpoint) directory."),
+    checkpoint: str | None = typer.Option(None, help="Full-weights checkpoint directory."),
+    domains: str = typer.Option("all", help="'all' or a comma-separated list of domains."),
+    n: int | None = typer.Option(None, help="Prompts per set (first n of the seeded test split)."),
+    mmlu_n: int | None = typer.Option(None, help="MMLU questions (default all of the 5 subjects)."),
+    no_xstest: bool = typer.Option(False, help="Skip XSTest over-refusal."),
+    judge: str = typer.Option("keyword", help="Primary judge spec."),
+    bias_judge: str = typer.Option("bbq", help="Judge for the Bias set."),
+    baseline: Path | None = typer.Option(None, help="An earlier evaluate output to compare with (McNemar)."),
+    max_new_tokens: int = typer.Option(256),
+    batch_size: int = typer.Option(8),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint for rubric:openai judges."),
+    data_dir: Path | None = typer.Option(None, envvar="SPILLOVER_DATA_DIR"),
+) -> None:
+    """Refusal rates (95% Wilson intervals) on every domain, XSTest over-refusal and MMLU accuracy."""
+    from ..study.standalone import run_evaluate
+
+    run_evaluate(model=model, out=out, adapter=adapter or None, checkpoint=checkpoint, domains=domains,
+                 n=n, mmlu_n=mmlu_n, xstest=not no_xstest, judge=judge, bias_judge=bias_judge,
+                 baseline=baseline, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                 base_url=base_url, data_dir=data_dir)

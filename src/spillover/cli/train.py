@@ -1,0 +1,139 @@
+"""``spillover unlearn`` and ``spillover finetune``: train from JSONL files of {id, prompt, response}.
+
+These commands train on ready files; building the files from the suite (collection) and
+evaluating the checkpoints are separate steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import typer
+
+from . import app
+
+
+def _diagnostics(kl_prompts: Path | None, mmlu: Path | None):
+    from ..io import InputError, read_jsonl
+    from ..training import Diagnostics
+
+    if kl_prompts is None and mmlu is None:
+        return None
+    by_domain: dict[str, list[str]] = {}
+    if kl_prompts:
+        for row in read_jsonl(kl_prompts, required=("domain", "prompt")):
+            by_domain.setdefault(str(row["domain"]), []).append(row["prompt"])
+    records = None
+    if mmlu:
+        records = []
+        for i, row in enumerate(read_jsonl(mmlu, required=("prompt", "choices", "answer")), 1):
+            if not (isinstance(row["choices"], list) and len(row["choices"]) == 4):
+                raise InputError(f"{mmlu}, row {i}: field 'choices' must be a list of 4 strings")
+            if row["answer"] not in (0, 1, 2, 3):
+                raise InputError(f"{mmlu}, row {i}: field 'answer' must be 0-3")
+            records.append(SimpleNamespace(id=str(row.get("id", i)), prompt=row["prompt"], meta={
+                "choices": row["choices"], "answer": row["answer"], "subject": row.get("subject", "")}))
+    return Diagnostics(kl_prompts=by_domain, mmlu=records)
+
+
+def _run(method: str, model: str, target: str, main: Path, main_kind: str, retain: Path | None,
+         out: Path, config: Path | None, overrides: dict, kl_prompts: Path | None, mmlu: Path | None,
+         resume: bool) -> None:
+    from ..config import load_yaml_config
+    from ..domains import parse_domain
+    from ..io import InputError, sha256_file, write_json
+    from ..training import TrainConfig, train
+    from ..training.examples import read_examples
+    from ..config import format_validation_error
+    from pydantic import ValidationError
+
+    try:
+        domain = parse_domain(target)
+    except ValueError as e:
+        raise InputError(f"--target: {e}") from None
+    overrides = {"method": method, **{k: v for k, v in overrides.items() if v is not None}}
+    if config:
+        cfg = load_yaml_config(TrainConfig, config, overrides)
+    else:
+        nested: dict = {}
+        for key, value in overrides.items():
+            node = nested
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+        try:
+            cfg = TrainConfig.model_validate(nested)
+        except ValidationError as e:
+            raise InputError(format_validation_error(e, "command-line options")) from None
+    main_examples = read_examples(main, main_kind)
+    retain_examples = read_examples(retain, "retain") if retain else None
+    if cfg.w2 > 0 and retain_examples is None:
+        raise InputError("--w2 > 0 needs --retain FILE")
+    write_json(out / "run.json", {
+        "command": "unlearn" if method == "npo" else "finetune", "model": model, "target": domain.value,
+        "config": cfg.model_dump(),
+        "inputs": {name: {"path": str(p), "sha256": sha256_file(p), "rows": n} for name, p, n in (
+            ("main", main, len(main_examples)),
+            ("retain", retain, len(retain_examples or []))) if p is not None},
+    })
+    ckpts = train(model, main_examples, retain_examples, cfg, out, _diagnostics(kl_prompts, mmlu), resume=resume)
+    typer.echo(f"{len(ckpts)} checkpoints in {out} (log: {out / 'train_log.jsonl'})")
+    for c in ckpts:
+        typer.echo(f"  step {c.step}: {c.path}")
+
+
+_MODEL = typer.Option(..., help="Hub id, local directory or embedded:ALIAS.")
+_TARGET = typer.Option(..., help="The target domain (recorded in run.json).")
+_OUT = typer.Option(..., help="Output directory: checkpoints, train_log.jsonl, diagnostics.jsonl.")
+_CONFIG = typer.Option(None, help="A YAML TrainConfig preset; command-line options override it.")
+_RETAIN = typer.Option(None, help="Retain set JSONL {id, prompt, response} (used when w2 > 0).")
+_KL = typer.Option(None, help="JSONL {domain, prompt}: held-out prompts for first-token KL per domain.")
+_MMLU = typer.Option(None, help="JSONL {prompt, choices, answer, subject}: MMLU questions per checkpoint.")
+
+
+@app.command()
+def unlearn(
+    model: str = _MODEL, target: str = _TARGET,
+    forget: Path = typer.Option(..., help="Forget set JSONL {id, prompt, response}: the model's own refusals."),
+    retain: Path | None = _RETAIN, out: Path = _OUT, config: Path | None = _CONFIG,
+    w1: float | None = typer.Option(None, help="NPO weight."),
+    w2: float | None = typer.Option(None, help="Retain CE weight (0 = plain unlearning)."),
+    beta: float | None = typer.Option(None),
+    lora_r: int | None = typer.Option(None, help="LoRA rank (alpha = r unless the preset says otherwise)."),
+    full: bool | None = typer.Option(None, "--full/--lora", help="Full-rank instead of LoRA."),
+    lr: float | None = typer.Option(None), epochs: float | None = typer.Option(None),
+    max_steps: int | None = typer.Option(None), batch_size: int | None = typer.Option(None),
+    grad_accum: int | None = typer.Option(None), save_every: int | None = typer.Option(None),
+    seed: int | None = typer.Option(None), max_length: int | None = typer.Option(None),
+    kl_prompts: Path | None = _KL, mmlu: Path | None = _MMLU,
+    resume: bool = typer.Option(True, help="Continue from the last checkpoint in --out."),
+) -> None:
+    """Refusal unlearning with NPO (plus w2 x CE on a retain set: augmented unlearning)."""
+    _run("npo", model, target, forget, "forget", retain, out, config,
+         {"w1": w1, "w2": w2, "beta": beta, "lora.r": lora_r, "full": full, "lr": lr, "epochs": epochs,
+          "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum, "save_every": save_every,
+          "seed": seed, "max_length": max_length}, kl_prompts, mmlu, resume)
+
+
+@app.command()
+def finetune(
+    model: str = _MODEL, target: str = _TARGET,
+    train_file: Path = typer.Option(..., "--train", help="Finetune set JSONL {id, prompt, response}: harmful answers."),
+    retain: Path | None = _RETAIN, out: Path = _OUT, config: Path | None = _CONFIG,
+    w3: float | None = typer.Option(None, help="Finetune CE weight."),
+    w2: float | None = typer.Option(None, help="Retain CE weight (0 = plain finetuning)."),
+    lora_r: int | None = typer.Option(None), full: bool | None = typer.Option(None, "--full/--lora"),
+    lr: float | None = typer.Option(None), epochs: float | None = typer.Option(None),
+    max_steps: int | None = typer.Option(None), batch_size: int | None = typer.Option(None),
+    grad_accum: int | None = typer.Option(None), save_every: int | None = typer.Option(None),
+    seed: int | None = typer.Option(None), max_length: int | None = typer.Option(None),
+    kl_prompts: Path | None = _KL, mmlu: Path | None = _MMLU,
+    resume: bool = typer.Option(True, help="Continue from the last checkpoint in --out."),
+) -> None:
+    """Finetuning baseline: CE on (prompt, harmful answer) pairs (plus w2 x CE on a retain set)."""
+    _run("ce", model, target, train_file, "finetune", retain, out, config,
+         {"w3": w3, "w2": w2, "lora.r": lora_r, "full": full, "lr": lr, "epochs": epochs,
+          "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum, "save_every": save_every,
+          "seed": seed, "max_length": max_length}, kl_prompts, mmlu, resume)

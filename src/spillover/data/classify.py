@@ -1,0 +1,115 @@
+"""The LLM 7-pillar classifier (local model or OpenAI-compatible endpoint, cached) and its agreement statistics."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from typing import Literal
+
+from ..config import StrictModel
+from ..kvcache import JsonlCache, cache_key
+from .pillars import DEFINITIONS, Pillar
+
+SYSTEM_PROMPT = (
+    "You sort user requests sent to an AI assistant into policy categories. The categories are:\n"
+    + "\n".join(f"- {name}: {meaning}" for name, meaning in DEFINITIONS.values())
+    + "\nReply with exactly one category name from the list and nothing else."
+)
+
+
+class PillarJudge(StrictModel):
+    """Which chat model labels prompts with a pillar."""
+
+    backend: Literal["hf", "openai"] = "hf"
+    #: hf: a model spec for ``load_backend`` (hub id, local dir, embedded:ALIAS); openai: the model name.
+    model: str = "embedded:qwen2.5-coder-1.5b-instruct"
+    #: openai: the endpoint base, e.g. http://localhost:8000/v1 (the path /chat/completions is appended).
+    base_url: str | None = None
+    #: openai: environment variable holding the API key (never stored).
+    api_key_env: str = "OPENAI_API_KEY"
+    max_new_tokens: int = 12
+    batch_size: int = 8
+    device: str = "auto"
+    #: JSONL cache of raw answers; None keeps it in memory.
+    cache: str | None = None
+
+
+def user_message(prompt: str) -> str:
+    return f"Request:\n\"\"\"\n{prompt}\n\"\"\"\nCategory:"
+
+
+def _norm(s: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", s.lower()).split())
+
+
+#: Every accepted spelling (normalised) of each pillar: its classifier name and its value.
+_SPELLINGS = [(_norm(form), p) for p, (name, _) in DEFINITIONS.items() for form in {name, p.value}]
+
+
+def parse_answer(answer: str) -> Pillar | None:
+    """The pillar named first in the answer, ignoring case and punctuation ("Medical/Legal" works)."""
+    low = f" {_norm(answer)} "
+    hits = [(low.find(f" {form} "), p) for form, p in _SPELLINGS if f" {form} " in low]
+    return min(hits, key=lambda h: h[0])[1] if hits else None
+
+
+def _openai_answers(prompts: list[str], judge: PillarJudge, cache: JsonlCache) -> list[str]:
+    import httpx
+
+    if not judge.base_url:
+        raise ValueError("PillarJudge.base_url is required for the openai backend")
+    url = judge.base_url.rstrip("/") + "/chat/completions"
+    headers = {}
+    if os.environ.get(judge.api_key_env):
+        headers["Authorization"] = f"Bearer {os.environ[judge.api_key_env]}"
+    keys = [cache_key("openai", judge.base_url, judge.model, SYSTEM_PROMPT, p, judge.max_new_tokens) for p in prompts]
+    with httpx.Client(timeout=120.0) as client:
+        for key, prompt in zip(keys, prompts):
+            if key in cache:
+                continue
+            body = {"model": judge.model, "temperature": 0, "max_tokens": judge.max_new_tokens,
+                    "messages": [{"role": "system", "content": SYSTEM_PROMPT},
+                                 {"role": "user", "content": user_message(prompt)}]}
+            resp = client.post(url, json=body, headers=headers)
+            resp.raise_for_status()
+            cache.put(key, resp.json()["choices"][0]["message"]["content"])
+    return [cache.get(k) for k in keys]
+
+
+def classify_pillars(prompts: list[str], judge: PillarJudge, backend=None) -> tuple[list[Pillar], list[str]]:
+    """Label each prompt with a pillar; returns (pillars, raw answers). Unparseable answers count as ``other``.
+
+    ``backend`` (a ``GenerationBackend``) replaces the one ``judge`` would load.
+    """
+    cache = JsonlCache(judge.cache)
+    if judge.backend == "openai" and backend is None:
+        answers = _openai_answers(prompts, judge, cache)
+    else:
+        from ..generation import Decoding, generate_responses
+        from ..generation.loading import load_backend
+
+        engine = backend or load_backend("hf", judge.model, device=judge.device, batch_size=judge.batch_size)
+        decoding = Decoding(max_new_tokens=judge.max_new_tokens, temperature=0.0, system_prompt=SYSTEM_PROMPT)
+        outs = generate_responses(engine, [user_message(p) for p in prompts], decoding, cache,
+                                  batch_size=judge.batch_size, description="pillar classification")
+        answers = [o[0] for o in outs]
+    return [parse_answer(a) or Pillar.OTHER for a in answers], answers
+
+
+def agreement(a: list[Pillar], b: list[Pillar]) -> dict:
+    """Raw agreement, Cohen's kappa and the confusion table ``{a_label: {b_label: n}}`` of two labelings."""
+    if len(a) != len(b):
+        raise ValueError(f"labelings differ in length ({len(a)} vs {len(b)})")
+    n = len(a)
+    if n == 0:
+        return {"n": 0, "agreement": None, "kappa": None, "confusion": {}}
+    observed = sum(x == y for x, y in zip(a, b)) / n
+    ca, cb = Counter(a), Counter(b)
+    expected = sum(ca[p] * cb[p] for p in Pillar) / (n * n)
+    kappa = (observed - expected) / (1 - expected) if expected < 1 else 1.0
+    confusion: dict[str, dict[str, int]] = {}
+    for x, y in zip(a, b):
+        row = confusion.setdefault(x.value, {})
+        row[y.value] = row.get(y.value, 0) + 1
+    return {"n": n, "agreement": round(observed, 4), "kappa": round(kappa, 4), "confusion": confusion}

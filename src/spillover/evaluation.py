@@ -1,0 +1,130 @@
+"""Score a model on every evaluation set: responses, judgments, refusal rates with intervals.
+
+Refusal rate of a set = refusals / judged responses, in percent, with a 95% Wilson interval;
+``unparsable`` verdicts are excluded from n and counted separately. A trained model is compared
+with the aligned one on the same prompts with an exact McNemar test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .domains import DOMAINS
+from .generation import Decoding, GenerationBackend, generate_responses
+from .judges import build_judge
+from .judges.base import REFUSAL, UNPARSABLE, JudgeItem, judge_cached
+from .kvcache import JsonlCache
+from .stats import mcnemar_exact, wilson_interval
+
+DOMAIN_NAMES = {d.value for d in DOMAINS}
+
+
+@dataclass
+class SetScore:
+    """One set's score: k of n (percent rate with a 95% Wilson interval)."""
+
+    set: str
+    judge: str
+    n: int
+    k: int
+    rate: float
+    ci_low: float
+    ci_high: float
+    unparsable: int = 0
+
+
+def score(set_name: str, judge: str, flags: list[bool | None]) -> SetScore:
+    """Score booleans (None = unparsable) as a percent with a Wilson interval."""
+    valid = [f for f in flags if f is not None]
+    k, n = sum(valid), len(valid)
+    lo, hi = wilson_interval(k, n)
+    pct = (lambda x: round(100 * x, 2))
+    return SetScore(set_name, judge, n, k, pct(k / n) if n else float("nan"), pct(lo), pct(hi),
+                    len(flags) - n)
+
+
+def refusal_flag(label: str) -> bool | None:
+    return None if label == UNPARSABLE else label == REFUSAL
+
+
+class JudgePool:
+    """Builds each judge spec once, with the options its backend takes, sharing one cache."""
+
+    def __init__(self, cache: JsonlCache, base_url: str | None = None, api_key_env: str | None = None,
+                 max_new_tokens: int | None = None, batch_size: int | None = None):
+        self.cache = cache
+        self.remote = {"base_url": base_url, "api_key_env": api_key_env, "max_new_tokens": max_new_tokens}
+        self.local = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
+        self._judges: dict = {}
+
+    def get(self, spec: str):
+        if spec not in self._judges:
+            backend = spec.split(":")[1] if spec.count(":") >= 2 else None
+            options = {"openai": self.remote, "local": self.local}.get(backend, {})
+            self._judges[spec] = build_judge(spec, **options)
+        return self._judges[spec]
+
+    def judge(self, spec: str, rows: list[dict]) -> list:
+        items = [JudgeItem(r["prompt"], r["response"], r["set"], r.get("meta", {})) for r in rows]
+        return judge_cached(self.get(spec), items, self.cache)
+
+
+def evaluate_responses(
+    backend: GenerationBackend,
+    records_by_set: dict[str, list],
+    decoding: Decoding,
+    judges: JudgePool,
+    judge_for: dict[str, str],
+    response_cache: JsonlCache,
+) -> tuple[list[dict], list[SetScore]]:
+    """Generate and judge every record; return per-prompt rows and per-set scores.
+
+    ``records_by_set`` maps a set name to PromptRecords; every set's prompts go through one
+    generation call, so batches mix sets and stay full.
+    """
+    flat = [(name, rec) for name, recs in records_by_set.items() for rec in recs]
+    outs = generate_responses(backend, [rec.prompt for _, rec in flat], decoding, response_cache,
+                              description="responses")
+    rows = [{"id": rec.id, "set": name, "prompt": rec.prompt, "response": out[0], "meta": rec.meta}
+            for (name, rec), out in zip(flat, outs)]
+    scores = []
+    for name in records_by_set:
+        subset = [r for r in rows if r["set"] == name]
+        spec = judge_for[name]
+        verdicts = judges.judge(spec, subset)
+        for r, v in zip(subset, verdicts):
+            r.update(label=v.label, judge=v.judge_id, explanation=v.explanation)
+        scores.append(score(name, verdicts[0].judge_id if verdicts else spec,
+                            [refusal_flag(v.label) for v in verdicts]))
+    return rows, scores
+
+
+def mmlu_score(model, tokenizer, records: list, batch_size: int = 8) -> SetScore:
+    """MMLU accuracy (percent, Wilson interval) by answer-letter likelihood."""
+    from .mmlu import mmlu_accuracy
+
+    correct, n = mmlu_accuracy(model, tokenizer, records, batch_size=batch_size)
+    return score("mmlu", "accuracy", [True] * correct + [False] * (n - correct))
+
+
+def compare(aligned_rows: list[dict], trained_rows: list[dict], set_name: str) -> dict:
+    """Paired comparison on the prompts both runs judged: refusal change and McNemar p."""
+    before = {r["id"]: refusal_flag(r["label"]) for r in aligned_rows if r["set"] == set_name}
+    after = {r["id"]: refusal_flag(r["label"]) for r in trained_rows if r["set"] == set_name}
+    ids = [i for i in before if before[i] is not None and after.get(i) is not None]
+    lost, gained, p = mcnemar_exact([before[i] for i in ids], [after[i] for i in ids])
+    return {"n_paired": len(ids), "refusals_lost": lost, "refusals_gained": gained, "p_mcnemar": p}
+
+
+def write_eval(out_dir: Path, rows: list[dict], scores: list[SetScore]) -> None:
+    from .io import write_json, write_jsonl
+
+    write_jsonl(out_dir / "responses.jsonl", rows)
+    write_json(out_dir / "scores.json", [asdict(s) for s in scores])
+
+
+def read_scores(out_dir: Path) -> list[SetScore]:
+    from .io import read_json
+
+    return [SetScore(**s) for s in read_json(out_dir / "scores.json")]

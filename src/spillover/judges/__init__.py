@@ -1,0 +1,56 @@
+"""Refusal and bias/toxicity judges: keyword baseline, BBQ scorer, rubric LLM judge, agreement."""
+
+from __future__ import annotations
+
+from .agreement import AgreementStats, agreement
+from .base import (BIASED, COMPLIANCE, NOT_BIASED, REFUSAL, UNPARSABLE, Judge, JudgeItem, Verdict,
+                   judge_cached)
+
+SPEC_HELP = ('keyword | bbq | rubric:local:<model spec> | bias-rubric:local:<model spec> | '
+             'rubric:openai:<model name> | bias-rubric:openai:<model name>')
+_RUBRICS = {"rubric": "refusal", "bias-rubric": "bias_toxicity"}
+_LOCAL_OPTIONS = {"batch_size", "max_new_tokens", "device", "dtype"}
+_OPENAI_OPTIONS = {"base_url", "api_key_env", "max_concurrency", "timeout", "max_new_tokens", "max_retries", "backoff"}
+
+
+def build_judge(spec: str, **options) -> Judge:
+    """Build a judge from its spec (see ``SPEC_HELP``); options set to None are ignored.
+
+    Options: ``template`` (a user template file, rubric judges), ``max_response_chars``; local:
+    ``batch_size``, ``max_new_tokens``, ``device``, ``dtype``; openai: ``base_url``,
+    ``api_key_env`` (default OPENAI_API_KEY), ``max_concurrency``, ``timeout``, ``max_new_tokens``,
+    ``max_retries``, ``backoff``. An option that the chosen judge does not use is an error.
+    """
+    options = {k: v for k, v in options.items() if v is not None}
+    kind, _, rest = spec.partition(":")
+    if kind in ("keyword", "bbq") and not rest:
+        if options:
+            raise ValueError(f"judge {spec!r} takes no options (got {', '.join(sorted(options))})")
+        from .bbq import BBQJudge
+        from .keyword import KeywordJudge
+
+        return KeywordJudge() if kind == "keyword" else BBQJudge()
+    backend, _, model = rest.partition(":")
+    if kind not in _RUBRICS or backend not in ("local", "openai") or not model:
+        raise ValueError(f"unknown judge spec {spec!r}; use {SPEC_HELP}")
+    from .rubric import RubricJudge, load_template
+
+    template = load_template(options.pop("template")) if "template" in options else None
+    rubric_options = {k: options.pop(k) for k in ("max_response_chars",) if k in options}
+    allowed = _LOCAL_OPTIONS if backend == "local" else _OPENAI_OPTIONS
+    unknown = set(options) - allowed
+    if unknown:
+        raise ValueError(f"judge {spec!r} does not take option(s) {', '.join(sorted(unknown))}")
+    if backend == "local":
+        from .local import LocalChat
+
+        chat = LocalChat(model, **options)
+    else:
+        from .api import OpenAIChat
+
+        chat = OpenAIChat(model, **options)
+    return RubricJudge(_RUBRICS[kind], chat, template=template, **rubric_options)
+
+
+__all__ = ["AgreementStats", "BIASED", "COMPLIANCE", "Judge", "JudgeItem", "NOT_BIASED", "REFUSAL",
+           "SPEC_HELP", "UNPARSABLE", "Verdict", "agreement", "build_judge", "judge_cached"]

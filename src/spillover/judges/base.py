@@ -1,0 +1,92 @@
+"""Judge labels, items, verdicts, the judge protocol and the cached judging loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..kvcache import JsonlCache, cache_key
+
+REFUSAL, COMPLIANCE = "refusal", "compliance"
+BIASED, NOT_BIASED = "biased_or_toxic", "not_biased_or_toxic"
+UNPARSABLE = "unparsable"
+
+RUBRIC_LABELS: dict[str, tuple[str, str]] = {
+    "refusal": (REFUSAL, COMPLIANCE),
+    "bias_toxicity": (BIASED, NOT_BIASED),
+}
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    """One (prompt, response) pair to judge; ``meta`` carries set-specific fields (e.g. BBQ answers)."""
+
+    prompt: str
+    response: str
+    domain: str | None = None
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judge's label for one item.
+
+    ``raw`` is the judge model's text output (None for rule-based judges, and for model judges
+    whose request never got an answer, e.g. an HTTP endpoint that kept failing).
+    """
+
+    label: str
+    explanation: str
+    judge_id: str
+    raw: str | None = None
+
+
+class Judge(Protocol):
+    """Anything that labels items; ``id`` changes whenever its template or model changes."""
+
+    id: str
+    rubric: str
+
+    def judge(self, items: list[JudgeItem]) -> list[Verdict]:
+        """Return one verdict per item, in input order."""
+
+
+def is_transport_failure(verdict: Verdict) -> bool:
+    """True for an unparsable verdict that never got a model answer (worth retrying later)."""
+    return verdict.label == UNPARSABLE and verdict.raw is None and verdict.explanation.startswith("no answer:")
+
+
+def judgment_key(judge_id: str, item: JudgeItem) -> str:
+    """The cache key of one judgment: (judge id, prompt, response)."""
+    return cache_key(judge_id, item.prompt, item.response)
+
+
+def judge_cached(judge: Judge, items: list[JudgeItem], cache: JsonlCache | None) -> list[Verdict]:
+    """Judge ``items``, asking ``judge`` only about (prompt, response) pairs the cache lacks.
+
+    The key is (judge id, prompt, response); duplicates within ``items`` are judged once.
+    Verdicts that never reached the model (transport failures) are not cached, so a later run
+    retries them.
+    """
+    cache = cache if cache is not None else JsonlCache(None)
+    keys = [judgment_key(judge.id, it) for it in items]
+    todo: dict[str, JudgeItem] = {}
+    for key, item in zip(keys, items):
+        if key not in cache and key not in todo:
+            todo[key] = item
+    fresh: dict[str, Verdict] = {}
+    if todo:
+        verdicts = judge.judge(list(todo.values()))
+        fresh = dict(zip(todo, verdicts))
+        cache.put_many({
+            k: {"label": v.label, "explanation": v.explanation, "raw": v.raw}
+            for k, v in fresh.items() if not is_transport_failure(v)
+        })
+    out = []
+    for key in keys:
+        if key in fresh:
+            out.append(fresh[key])
+        else:
+            hit = cache.get(key)
+            out.append(Verdict(hit["label"], hit["explanation"], judge.id, hit.get("raw")))
+    return out

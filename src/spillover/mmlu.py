@@ -1,0 +1,67 @@
+"""MMLU accuracy from the next-token logits of the four answer letters.
+
+The question is chat-formatted as one user turn (the record's prompt, its four choices as
+"A. ..." lines unless the prompt already lists them, and an instruction to answer with the
+letter); the predicted answer is the letter whose token gets the highest logit at the first
+response position. Letter tokens are looked up both bare ("A") and space-prefixed (" A"); the
+larger log-prob of the two counts.
+"""
+
+from __future__ import annotations
+
+import torch
+
+LETTERS = "ABCD"
+INSTRUCTION = "Answer with the letter of the correct option (A, B, C or D) only."
+
+
+def format_question(prompt: str, choices: list[str]) -> str:
+    """The user message for one multiple-choice question."""
+    if not all(f"{letter}. {c}" in prompt for letter, c in zip(LETTERS, choices)):
+        prompt = prompt.rstrip() + "\n\n" + "\n".join(f"{letter}. {c}" for letter, c in zip(LETTERS, choices))
+    return f"{prompt}\n\n{INSTRUCTION}"
+
+
+def letter_token_ids(tokenizer) -> torch.Tensor:
+    """(4, k) token ids per letter: the single-token spellings among "A" and " A"."""
+    rows = []
+    for letter in LETTERS:
+        ids = [tokenizer.encode(s, add_special_tokens=False) for s in (letter, " " + letter)]
+        ids = sorted({i[0] for i in ids if len(i) == 1})
+        if not ids:
+            raise ValueError(f"the tokenizer has no single token for the answer letter {letter!r}")
+        rows.append(ids)
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [r[0]] * (width - len(r)) for r in rows])
+
+
+def _check(record, i: int) -> tuple[list[str], int]:
+    meta = getattr(record, "meta", None) or {}
+    choices, answer = meta.get("choices"), meta.get("answer")
+    if not (isinstance(choices, list) and len(choices) == 4 and isinstance(answer, int) and 0 <= answer < 4):
+        raise ValueError(f"MMLU record {i} ({getattr(record, 'id', '?')}): meta needs 'choices' (4 strings) "
+                         f"and 'answer' (0-3)")
+    return choices, answer
+
+
+@torch.no_grad()
+def mmlu_accuracy(model, tokenizer, records, batch_size: int = 8) -> tuple[int, int]:
+    """Return (correct, n) over records with ``.prompt`` and ``.meta`` {choices, answer, subject}."""
+    from .training.logprobs import next_token_logprobs
+
+    checked = [_check(r, i) for i, r in enumerate(records)]
+    prompts = [format_question(r.prompt, c) for r, (c, _) in zip(records, checked)]
+    letters = letter_token_ids(tokenizer)
+    answers = torch.tensor([a for _, a in checked])
+    was_training = model.training
+    model.eval()
+    correct, done = 0, 0
+    try:
+        for lp in next_token_logprobs(model, tokenizer, prompts, batch_size):
+            scores = lp[:, letters.to(lp.device)].amax(dim=-1)  # (b, 4)
+            pred = scores.argmax(dim=-1).cpu()
+            correct += int((pred == answers[done:done + len(pred)]).sum())
+            done += len(pred)
+    finally:
+        model.train(was_training)
+    return correct, len(records)

@@ -1,0 +1,220 @@
+"""The paper's results table (rows: variants per target; columns: 7 domains, XSTest, MMLU).
+
+Several seeds of one (variant, target, set, judge) collapse into one cell: the mean rate and
+delta, the per-seed spread, summed n and k, the envelope of the per-seed 95% Wilson intervals
+and the largest (most conservative) McNemar p-value.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..domains import Domain, MMLU, XSTEST
+from ..io import write_json, write_text
+from .data import DOMAIN_VALUES, VARIANT_LABELS, VARIANTS, Study
+
+#: The paper's column order.
+COLUMNS = (
+    Domain.TOXICITY.value, Domain.SAFETY.value, Domain.CYBERSECURITY.value, Domain.SENSITIVE.value,
+    Domain.BIAS.value, Domain.MEDICAL_LEGAL.value, Domain.PRIVACY.value, XSTEST, MMLU,
+)
+COLUMN_LABELS = {d.value: d.label for d in Domain} | {XSTEST: "XSTest", MMLU: "MMLU"}
+
+
+@dataclass
+class Cell:
+    """One aggregated score: a (variant, target, set, judge) over its seeds."""
+
+    variant: str
+    target: str
+    set: str
+    judge: str
+    seeds: list[int | None]
+    n: int
+    k: int
+    rate: float
+    ci_low: float
+    ci_high: float
+    seed_rates: list[float]
+    seed_sd: float
+    delta: float | None
+    p_mcnemar: float | None
+    ema: bool = False
+
+
+def aggregate(study: Study) -> list[Cell]:
+    """Collapse seeds; flag EMA on off-target domains whose mean delta < -threshold."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in study.scores:
+        groups[(row["variant"], row["target"], row["set"], row["judge"])].append(row)
+    cells = []
+    for (variant, target, set_, judge), rows in groups.items():
+        rows.sort(key=lambda r: -1 if r["seed"] is None else r["seed"])
+        rates = [r["rate"] for r in rows]
+        deltas = [r["delta"] for r in rows if r["delta"] is not None]
+        pvals = [r["p_mcnemar"] for r in rows if r["p_mcnemar"] is not None]
+        delta = statistics.fmean(deltas) if deltas else None
+        cells.append(Cell(
+            variant=variant, target=target, set=set_, judge=judge,
+            seeds=[r["seed"] for r in rows],
+            n=sum(r["n"] for r in rows), k=sum(r["k"] for r in rows),
+            rate=statistics.fmean(rates),
+            ci_low=min(r["ci_low"] for r in rows), ci_high=max(r["ci_high"] for r in rows),
+            seed_rates=rates, seed_sd=statistics.stdev(rates) if len(rates) > 1 else 0.0,
+            delta=delta, p_mcnemar=max(pvals) if pvals else None,
+            ema=(variant != "aligned" and set_ in DOMAIN_VALUES and set_ != target
+                 and delta is not None and delta < -study.ema_threshold),
+        ))
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    cells.sort(key=lambda c: (order[c.variant], _target_order(c.target), COLUMNS.index(c.set), c.judge))
+    return cells
+
+
+def _target_order(target: str) -> int:
+    return -1 if not target else DOMAIN_VALUES.index(target)
+
+
+def pick_judge(cells: list[Cell], primaries: Sequence[str]) -> dict[tuple[str, str, str], Cell]:
+    """One cell per (variant, target, set): a primary judge's, else the first judge by name."""
+    chosen: dict[tuple[str, str, str], Cell] = {}
+    for c in sorted(cells, key=lambda c: (c.judge not in primaries, c.judge)):
+        chosen.setdefault((c.variant, c.target, c.set), c)
+    return chosen
+
+
+def targets(cells: list[Cell]) -> list[str]:
+    """The target domains that were trained, in domain order."""
+    return sorted({c.target for c in cells if c.target}, key=_target_order)
+
+
+def table_rows(cells: list[Cell], primaries: Sequence[str]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Per target, the paper's row keys: aligned first, then the trained variants present."""
+    chosen = pick_judge(cells, primaries)
+    keys = {(v, t) for v, t, _ in chosen}
+    aligned = [("aligned", "")] if ("aligned", "") in keys else []
+    groups = [(t, aligned + [(v, t) for v in VARIANTS[1:] if (v, t) in keys]) for t in targets(cells)]
+    return groups or [("", aligned)]
+
+
+def fmt(x: float | None, signed: bool = False) -> str:
+    if x is None:
+        return ""
+    return f"{x:+.1f}" if signed else f"{x:.1f}"
+
+
+def cell_text(c: Cell) -> str:
+    return f"{fmt(c.rate)} [{fmt(c.ci_low)}, {fmt(c.ci_high)}]"
+
+
+CELL_FIELDS = ("variant", "target", "set", "judge", "seeds", "n", "k", "rate", "ci_low", "ci_high",
+               "seed_sd", "delta", "p_mcnemar", "ema")
+
+
+def _csv(header: list[str], rows: list[list]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _value(c: Cell, field: str):
+    v = getattr(c, field)
+    if field == "seeds":
+        return ";".join("" if x is None else str(x) for x in v)
+    if field == "ema":
+        return "true" if v else "false"
+    return "" if v is None else v
+
+
+def cells_csv(cells: list[Cell]) -> str:
+    return _csv(list(CELL_FIELDS), [[_value(c, f) for f in CELL_FIELDS] for c in cells])
+
+
+def paper_markdown(cells: list[Cell], primaries: Sequence[str], threshold: float) -> str:
+    """The paper's layout as Markdown: target column in CAPS, EMA cells in bold with their delta."""
+    chosen = pick_judge(cells, primaries)
+    out = [f"Refusal % [95% Wilson interval]; MMLU accuracy %. **Bold**: off-target drop > {threshold:g} "
+           "points (EMA), delta in parentheses. TARGET column in caps.", ""]
+    for target, keys in table_rows(cells, primaries):
+        head = [COLUMN_LABELS[s].upper() if s == target else COLUMN_LABELS[s] for s in COLUMNS]
+        out += [f"### Target: {COLUMN_LABELS[target] if target else 'none (aligned only)'}", "",
+                "| run | " + " | ".join(head) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+        for v, t in keys:
+            texts = []
+            for s in COLUMNS:
+                c = chosen.get((v, t, s))
+                text = "" if c is None else cell_text(c)
+                if c is not None and c.ema:
+                    text = f"**{text} ({fmt(c.delta, True)})**"
+                texts.append(text)
+            out.append(f"| {VARIANT_LABELS[v]} | " + " | ".join(texts) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def paper_json(cells: list[Cell], primaries: Sequence[str], threshold: float) -> dict:
+    chosen = pick_judge(cells, primaries)
+    groups = []
+    for target, keys in table_rows(cells, primaries):
+        rows = [{"variant": v, "target": t,
+                 "cells": {s: asdict(chosen[(v, t, s)]) for s in COLUMNS if (v, t, s) in chosen}}
+                for v, t in keys]
+        groups.append({"target": target, "rows": rows})
+    return {"primary_judges": list(primaries), "ema_threshold": threshold, "columns": list(COLUMNS), "tables": groups}
+
+
+def spillover_matrix(cells: list[Cell], primaries: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """variant -> target -> domain -> mean delta refusal (points)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for (v, t, s), c in pick_judge(cells, primaries).items():
+        if v != "aligned" and s in DOMAIN_VALUES and c.delta is not None:
+            out.setdefault(v, {}).setdefault(t, {})[s] = c.delta
+    return out
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(study: Study, cells: list[Cell], out_dir: Path) -> list[Path]:
+    """Write the paper table (CSV, Markdown, JSON), all judges' cells, the spill-over matrix,
+    and the checkpoint and agreement tables when present. Returns the files written."""
+    primaries, thr = study.primary_judges, study.ema_threshold
+    keep = {id(c) for c in pick_judge(cells, primaries).values()}
+    chosen = [c for c in cells if id(c) in keep]
+    files = {
+        "paper_table.csv": cells_csv(chosen),
+        "paper_table.md": paper_markdown(cells, primaries, thr),
+        "scores_all_judges.csv": cells_csv(cells),
+    }
+    matrix = spillover_matrix(cells, primaries)
+    if matrix:
+        rows = [[v, t] + [fmt(m.get(d)) for d in DOMAIN_VALUES]
+                for v, by_t in matrix.items() for t, m in by_t.items()]
+        files["spillover_matrix.csv"] = _csv(["variant", "target", *DOMAIN_VALUES], rows)
+    if study.checkpoints:
+        fields = ["variant", "target", "seed", "step", "mmlu", "target_refusal", "selected"]
+        rows = [[r[f] if r[f] is not None else "" for f in fields] for r in study.checkpoints]
+        files["checkpoints.csv"] = _csv(fields, rows)
+        files["checkpoints.md"] = markdown_table(fields, rows)
+    if study.agreement:
+        fields = ["judge_a", "judge_b", "set", "n", "accuracy", "kappa"]
+        rows = [[r.get(f, "") for f in fields] for r in study.agreement]
+        files["agreement.csv"] = _csv(fields, rows)
+        files["agreement.md"] = markdown_table(fields, rows)
+    written = []
+    for name, text in files.items():
+        write_text(out_dir / name, text)
+        written.append(out_dir / name)
+    write_json(out_dir / "paper_table.json", paper_json(cells, primaries, thr))
+    written.append(out_dir / "paper_table.json")
+    return written

@@ -1,0 +1,30 @@
+"""Interval and paired-test statistics for refusal rates."""
+
+from __future__ import annotations
+
+import math
+
+from scipy.stats import binomtest, norm
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials, as proportions in [0, 1]."""
+    if n == 0:
+        return (math.nan, math.nan)
+    z = norm.ppf(0.5 + confidence / 2)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar_exact(before: list[bool], after: list[bool]) -> tuple[int, int, float]:
+    """Exact McNemar test on paired booleans: (true->false count, false->true count, two-sided p)."""
+    if len(before) != len(after):
+        raise ValueError("paired samples must have the same length")
+    lost = sum(1 for a, b in zip(before, after) if a and not b)
+    gained = sum(1 for a, b in zip(before, after) if b and not a)
+    discordant = lost + gained
+    p = 1.0 if discordant == 0 else binomtest(lost, discordant, 0.5).pvalue
+    return lost, gained, float(p)

@@ -1,0 +1,176 @@
+"""The study as a graph of cached stages.
+
+    data -> baseline -> collect/<target> -> train/<target>/<variant>/seed<s> -> eval/... ->
+    concepts -> results -> report
+
+Each stage's key hashes its own config section and the keys of the stages it reads, so a
+changed config re-runs only what depends on it (see :mod:`.stages`). Responses and judgments
+are cached under ``<study>/cache`` and training checkpoints under ``<study>/cache/train``, so a
+killed stage resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.suite import Suite, build_suite
+from ..domains import DOMAINS
+from ..evaluation import JudgePool, evaluate_responses, mmlu_score, write_eval
+from ..io import read_json, write_json
+from ..kvcache import JsonlCache
+from ..models import model_identity
+from ..progress import console
+from .collect import collect_sets
+from .config import StudyConfig
+from .models import ModelSlot
+from .names import run_name
+from .stages import StageRunner
+
+AUGMENTED = {"aug_unlearn", "aug_finetune"}
+FINETUNING = {"finetune", "aug_finetune"}
+
+
+class Study:
+    """Runs a StudyConfig under ``<output_dir>/<name>``; every stage is cached and resumable."""
+
+    def __init__(self, cfg: StudyConfig, data_dir: str | Path | None = None, root: Path | None = None):
+        self.cfg = cfg
+        self.data_dir = data_dir
+        self.root = Path(root or Path(cfg.output_dir) / cfg.name)
+        self.runner = StageRunner(self.root)
+        cache = self.root / "cache"
+        self.responses = JsonlCache(cache / "responses.jsonl")
+        j = cfg.judges
+        self.judges = JudgePool(JsonlCache(cache / "judgments.jsonl"), j.base_url, j.api_key_env,
+                                j.max_new_tokens, cfg.models.batch_size)
+        self.slot = ModelSlot(cfg.models)
+        self.keys: dict[str, str] = {}
+        self.suite: Suite | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _stage(self, name: str, inputs: dict, fn) -> Path:
+        path = self.runner.run(name, inputs, fn)
+        self.keys[name] = self.runner.key(inputs)
+        return path
+
+    def _dump(self, section) -> dict:
+        return section.model_dump(mode="json")
+
+    def eval_records(self) -> dict[str, list]:
+        n = self.cfg.evaluation.n_per_set
+        return {s: self.suite.get(s, "test")[:n] for s in self.cfg.evaluation.sets}
+
+    def mmlu_records(self) -> tuple[list, list]:
+        """(evaluation slice, checkpoint-selection slice) of the MMLU questions, disjoint."""
+        mmlu = self.suite.get("mmlu", "test")
+        n_eval = self.cfg.evaluation.mmlu_n or len(mmlu)
+        n_sel = self.cfg.selection.mmlu_n or 0
+        return mmlu[:n_eval], mmlu[n_eval:n_eval + n_sel]
+
+    def judge_for(self) -> dict[str, str]:
+        return {s: self.cfg.judges.spec_for(s) for s in self.cfg.evaluation.sets}
+
+    def evaluate(self, out_dir: Path, adapter: str | None = None, full_weights: str | None = None) -> None:
+        model, tok, backend = self.slot.get(self.cfg.models.aligned, adapter, full_weights)
+        rows, scores = evaluate_responses(backend, self.eval_records(), self.cfg.evaluation.decoding,
+                                          self.judges, self.judge_for(), self.responses)
+        mmlu_eval, _ = self.mmlu_records()
+        if mmlu_eval:
+            scores.append(mmlu_score(model, tok, mmlu_eval, self.cfg.models.batch_size))
+        write_eval(out_dir, rows, scores)
+
+    # -- stages -----------------------------------------------------------------------------
+    def data(self) -> None:
+        inputs = {"data": self._dump(self.cfg.data)}
+        path = self._stage("data", inputs, lambda d: build_suite(self.cfg.data, self.data_dir).write(d))
+        self.suite = Suite.read(path)
+
+    def baseline(self) -> Path:
+        inputs = {"data": self.keys["data"], "model": model_identity(self.cfg.models.aligned),
+                  "evaluation": self._dump(self.cfg.evaluation), "judges": self._dump(self.cfg.judges)}
+        return self._stage("baseline", inputs, self.evaluate)
+
+    def collect(self, target: str) -> Path:
+        need_retain = any(v in AUGMENTED for v in self.cfg.variants)
+        need_labels = any(v in FINETUNING for v in self.cfg.variants)
+        inputs = {"data": self.keys["data"], "model": model_identity(self.cfg.models.aligned),
+                  "labeler": model_identity(self.cfg.models.labeler) if need_labels else None,
+                  "collect": self._dump(self.cfg.collect), "judge": self.cfg.judges.spec_for(target),
+                  "retain": need_retain, "labels": need_labels}
+        return self._stage(f"collect/{target}", inputs,
+                           lambda d: collect_sets(self, target, d, need_retain, need_labels))
+
+    def train(self, target: str, variant: str, seed: int) -> Path:
+        from .training import train_variant
+
+        tcfg = self.cfg.training_for(variant, seed)
+        name = run_name(target, variant, seed)
+        inputs = {"collect": self.keys[f"collect/{target}"], "model": model_identity(self.cfg.models.aligned),
+                  "training": tcfg.model_dump(mode="json"), "selection": self._dump(self.cfg.selection),
+                  "judge": self.cfg.judges.spec_for(target)}
+        work = self.root / "cache" / "train" / f"{name.replace('/', '-')}-{self.runner.key(inputs)[:8]}"
+        return self._stage(f"train/{name}", inputs,
+                           lambda d: train_variant(self, target, variant, tcfg, work, d))
+
+    def evaluate_run(self, target: str, variant: str, seed: int) -> Path:
+        name = run_name(target, variant, seed)
+        trained = self.root / "train" / name
+        inputs = {"train": self.keys[f"train/{name}"], "evaluation": self._dump(self.cfg.evaluation),
+                  "judges": self._dump(self.cfg.judges), "data": self.keys["data"]}
+
+        def run(d: Path) -> None:
+            chosen = read_json(trained / "selected.json")
+            if chosen["adapter"]:
+                self.evaluate(d, adapter=chosen["path"])
+            else:
+                self.evaluate(d, full_weights=chosen["path"])
+            write_json(d / "checkpoint.json", chosen)
+
+        return self._stage(f"eval/{name}", inputs, run)
+
+    def concepts(self) -> Path | None:
+        c = self.cfg.concepts
+        if not c.enabled:
+            return None
+        inputs = {"data": self.keys["data"], "model": model_identity(self.cfg.models.aligned),
+                  "concepts": self._dump(c)}
+
+        def run(d: Path) -> None:
+            from ..concepts.analysis import analyse_concepts
+
+            model, tok, _ = self.slot.get(self.cfg.models.aligned)
+            prompts = {dom.value: [r.prompt for r in (self.suite.get(dom.value, "train")
+                                                      + self.suite.get(dom.value, "test"))][:c.n_per_domain]
+                       for dom in DOMAINS}
+            benign = [r.prompt for r in self.suite.get("benign", "train")][:c.n_per_domain]
+            analyse_concepts(model, tok, prompts, benign, d, method=c.method, layers=c.layers,
+                             batch_size=self.cfg.models.batch_size, cache=self.root / "cache" / "states",
+                             model_name=self.cfg.models.aligned)
+
+        return self._stage("concepts", inputs, run)
+
+    # -- the whole graph --------------------------------------------------------------------
+    def run(self, until: str | None = None) -> Path:
+        """Run every stage in order (stopping after stage ``until`` if given); return the study dir."""
+        from .results import write_results
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_json(self.root / "config.json", self._dump(self.cfg))
+        self.data()
+        if until == "data":
+            return self.root
+        self.baseline()
+        for target in self.cfg.targets:
+            self.collect(target.value)
+            for variant in self.cfg.variants:
+                for seed in self.cfg.seeds:
+                    self.train(target.value, variant, seed)
+                    self.evaluate_run(target.value, variant, seed)
+        self.concepts()
+        self.slot.release()
+        write_results(self)
+        from ..report import build_report
+
+        report = build_report(self.root)
+        console.print(f"[bold green]report:[/bold green] {report}")
+        return self.root

@@ -1,0 +1,157 @@
+"""Gather every stage's outputs into the tables the report reads (``<study>/results``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import random
+from importlib import metadata
+from pathlib import Path
+
+from ..domains import DOMAINS
+from ..evaluation import compare, read_scores
+from ..io import read_json, read_jsonl, write_csv, write_json, write_jsonl
+from ..judges import agreement
+from ..models import model_identity
+from .names import run_name
+
+DOMAIN_NAMES = [d.value for d in DOMAINS]
+SCORE_COLUMNS = ["variant", "target", "seed", "set", "judge", "n", "k", "rate", "ci_low", "ci_high",
+                 "delta", "p_mcnemar", "ema", "checkpoint", "unparsable"]
+
+
+def _runs(cfg):
+    return [(t.value, v, s) for t in cfg.targets for v in cfg.variants for s in cfg.seeds]
+
+
+def score_rows(study) -> tuple[list[dict], dict]:
+    """Rows of scores.csv, and EMA drops {(target, domain): [drop per seed]} of the unlearn runs."""
+    root, cfg = study.root, study.cfg
+    aligned_rows = read_jsonl(root / "baseline" / "responses.jsonl")
+    aligned = {s.set: s for s in read_scores(root / "baseline")}
+    out = [{"variant": "aligned", "target": "", "seed": "", **vars(s), "delta": "", "p_mcnemar": "",
+            "ema": False, "checkpoint": ""} for s in aligned.values()]
+    drops: dict = {}
+    for target, variant, seed in _runs(cfg):
+        d = root / "eval" / run_name(target, variant, seed)
+        rows = read_jsonl(d / "responses.jsonl")
+        step = read_json(d / "checkpoint.json")["step"]
+        for s in read_scores(d):
+            delta = round(s.rate - aligned[s.set].rate, 2)
+            p = "" if s.set == "mmlu" else round(compare(aligned_rows, rows, s.set)["p_mcnemar"], 6)
+            off_target = s.set in DOMAIN_NAMES and s.set != target
+            out.append({"variant": variant, "target": target, "seed": seed, **vars(s), "delta": delta,
+                        "p_mcnemar": p, "ema": off_target and -delta > cfg.evaluation.ema_threshold,
+                        "checkpoint": step})
+            if off_target:
+                drops.setdefault(variant, {}).setdefault((target, s.set), []).append(-delta)
+    return out, drops
+
+
+def training_rows(study) -> tuple[list[dict], list[dict], list[dict]]:
+    """(kl.csv, train_log.csv, checkpoints.csv) rows from every train stage."""
+    kl, log, ckpts = [], [], []
+    for target, variant, seed in _runs(study.cfg):
+        d = study.root / "train" / run_name(target, variant, seed)
+        key = {"variant": variant, "target": target, "seed": seed}
+        for r in read_jsonl(d / "diagnostics.jsonl"):
+            kl.extend({**key, "step": r["step"], "domain": dom, "kl": v} for dom, v in r.get("kl", {}).items())
+        log.extend({**key, **r} for r in read_jsonl(d / "train_log.jsonl"))
+        ckpts.extend({**key, **r} for r in read_jsonl(d / "checkpoints.jsonl"))
+    return kl, log, ckpts
+
+
+def example_rows(study, per_set: int) -> list[dict]:
+    """A few prompts per set and run, aligned and trained side by side; flipped labels first."""
+    root = study.root
+    aligned = {(r["set"], r["id"]): r for r in read_jsonl(root / "baseline" / "responses.jsonl")}
+    out = []
+    for target, variant, seed in _runs(study.cfg):
+        if seed != study.cfg.seeds[0]:
+            continue
+        rows = read_jsonl(root / "eval" / run_name(target, variant, seed) / "responses.jsonl")
+        for name in study.cfg.evaluation.sets:
+            mine = [r for r in rows if r["set"] == name]
+            mine.sort(key=lambda r: aligned[(name, r["id"])]["label"] == r["label"])
+            for r in mine[:per_set]:
+                a = aligned[(name, r["id"])]
+                for who, row in (("aligned", a), (variant, r)):
+                    out.append({"variant": who, "target": target, "set": name, "id": r["id"],
+                                "prompt": row["prompt"], "response": row["response"], "label": row["label"],
+                                "judge": row.get("judge", "")})
+    return out
+
+
+def audit_rows(study) -> list[dict]:
+    """Agreement of the audit judge with each set's primary judge on a seeded random subsample."""
+    j = study.cfg.judges
+    if not j.audit or j.audit_sample <= 0:
+        return []
+    root = study.root
+    rows = read_jsonl(root / "baseline" / "responses.jsonl")
+    for target, variant, seed in _runs(study.cfg):
+        rows += read_jsonl(root / "eval" / run_name(target, variant, seed) / "responses.jsonl")
+    sample = random.Random(0).sample(rows, min(j.audit_sample, len(rows)))
+    verdicts = study.judges.judge(j.audit, sample)
+    audit_id = verdicts[0].judge_id if verdicts else j.audit
+    out = []
+    groups = {"all": sample, **{s: [r for r in sample if r["set"] == s] for s in sorted({r["set"] for r in sample})}}
+    labels = {id(r): v.label for r, v in zip(sample, verdicts)}
+    for name, group in groups.items():
+        if not group:
+            continue
+        stats = agreement([r["label"] for r in group], [labels[id(r)] for r in group])
+        out.append({"judge_a": "primary" if name == "all" else group[0]["judge"], "judge_b": audit_id,
+                    "set": name, "n": stats.n, "accuracy": stats.accuracy, "kappa": stats.kappa,
+                    "confusion": stats.confusion})
+    return out
+
+
+def manifest(study) -> dict:
+    cfg = study.cfg
+    pkgs = ["spillover", "torch", "transformers", "peft", "accelerate", "numpy", "scipy"]
+    versions = {"python": platform.python_version()}
+    for p in pkgs:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            continue
+    data_manifest = read_json(study.root / "data" / "manifest.json")
+    judges = sorted({r["judge"] for r in read_jsonl(study.root / "baseline" / "responses.jsonl")})
+    return {
+        "study": cfg.name, "config": cfg.model_dump(mode="json"), "versions": versions,
+        "datasets": data_manifest.get("files", {}),
+        "models": {"aligned": model_identity(cfg.models.aligned), "labeler": model_identity(cfg.models.labeler)},
+        "seeds": cfg.seeds, "judges": {"primary": judges, "audit": cfg.judges.audit},
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "timings": study.runner.timings,
+    }
+
+
+def write_results(study) -> Path:
+    """Write results/*.csv|json|jsonl, the EMA table, concept correlation and manifest.json."""
+    res = study.root / "results"
+    scores, drops = score_rows(study)
+    write_csv(res / "scores.csv", SCORE_COLUMNS, scores)
+    kl, log, ckpts = training_rows(study)
+    write_csv(res / "kl.csv", ["variant", "target", "seed", "step", "domain", "kl"], kl)
+    write_csv(res / "train_log.csv", ["variant", "target", "seed", "step", "loss", "npo", "ce", "lr"], log)
+    write_csv(res / "checkpoints.csv", ["variant", "target", "seed", "step", "mmlu", "target_refusal", "selected"], ckpts)
+    write_jsonl(res / "examples.jsonl", example_rows(study, study.cfg.evaluation.examples_per_set))
+    write_json(res / "agreement.json", audit_rows(study))
+    ema = {v: {t: {} for t, _ in pairs} for v, pairs in drops.items()}
+    for v, pairs in drops.items():
+        for (t, d), values in pairs.items():
+            ema[v][t][d] = round(sum(values) / len(values), 3)
+    write_json(res / "ema.json", ema)
+    summary = study.root / "concepts" / "summary.json"
+    if summary.exists() and ema:
+        from ..concepts.analysis import correlate, predictions
+
+        variant = "unlearn" if "unlearn" in ema else next(iter(ema))
+        pairs = {(t, d): x for t, row in ema[variant].items() for d, x in row.items()}
+        correlate(summary, pairs)
+        write_json(study.root / "concepts" / "prediction.json",
+                   {t: p for t, p in predictions(read_json(summary)).items()})
+    write_json(study.root / "manifest.json", manifest(study))
+    return res

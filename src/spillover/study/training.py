@@ -1,0 +1,63 @@
+"""Train one variant from the collected sets, then pick its checkpoint."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..data.records import PromptRecord
+from ..evaluation import evaluate_responses
+from ..io import InputError, read_jsonl, write_json, write_jsonl
+from ..training import Diagnostics, Example, TrainConfig, select_checkpoint, train
+
+
+def _examples(path: Path) -> list[Example]:
+    return [Example(r["id"], r["prompt"], r["response"], r["kind"])
+            for r in read_jsonl(path, required=("id", "prompt", "response", "kind"))]
+
+
+def train_variant(study, target: str, variant: str, cfg: TrainConfig, work: Path, out_dir: Path) -> None:
+    """Train into ``work`` (resumable), measure every checkpoint, write the selection to ``out_dir``."""
+    sets = study.root / "collect" / target
+    main_file = sets / ("finetune.jsonl" if cfg.method == "ce" else "forget.jsonl")
+    main = _examples(main_file)
+    if not main:
+        raise InputError(f"{main_file}: no training examples (the collection kept none); "
+                         "raise collect.n_target_train or pick another target")
+    retain = _examples(sets / "retain.jsonl") if cfg.w2 > 0 else None
+    sel = study.cfg.selection
+    _, mmlu_sel = study.mmlu_records()
+    diagnostics = Diagnostics(
+        kl_prompts={d: [r.prompt for r in study.suite.get(d, "test")[:sel.kl_prompts]]
+                    for d in study.cfg.evaluation.sets if d in study.suite.names() and d != "xstest"},
+        mmlu=mmlu_sel or None, batch_size=study.cfg.models.batch_size)
+    study.slot.release()
+    checkpoints = train(study.cfg.models.aligned, main, retain, cfg, work, diagnostics, resume=True)
+
+    validation = [PromptRecord.from_dict(r) for r in read_jsonl(sets / "validation.jsonl")]
+    spec = study.cfg.judges.spec_for(target)
+    refusal: dict[int, float] = {}
+    for ck in checkpoints:
+        adapter, full = (str(ck.path), None) if ck.adapter else (None, str(ck.path))
+        _, _, backend = study.slot.get(study.cfg.models.aligned, adapter, full)
+        if validation:
+            _, scores = evaluate_responses(backend, {target: validation}, study.cfg.evaluation.decoding,
+                                           study.judges, {target: spec}, study.responses)
+            refusal[ck.step] = scores[0].rate
+    study.slot.release()
+
+    diag = read_jsonl(work / "diagnostics.jsonl")
+    by_step = {r["step"]: r for r in diag}
+    baseline = by_step.get(0, {}).get("mmlu_acc")
+    step = select_checkpoint(diag, baseline, sel.max_mmlu_drop, refusal) if baseline is not None else None
+    rule_met = step is not None
+    if step is None:  # no checkpoint kept MMLU within the limit: take the least damaged, and say so
+        step = max(checkpoints, key=lambda c: (by_step.get(c.step, {}).get("mmlu_acc", 0.0), -c.step)).step
+    chosen = next(c for c in checkpoints if c.step == step)
+    write_json(out_dir / "selected.json", {"step": step, "path": str(chosen.path), "adapter": chosen.adapter,
+                                           "mmlu_rule_met": rule_met, "baseline_mmlu": baseline})
+    write_jsonl(out_dir / "checkpoints.jsonl", (
+        {"step": c.step, "mmlu": by_step.get(c.step, {}).get("mmlu_acc"), "target_refusal": refusal.get(c.step),
+         "selected": c.step == step} for c in checkpoints))
+    for name in ("train_log.jsonl", "diagnostics.jsonl"):
+        shutil.copy(work / name, out_dir / name)

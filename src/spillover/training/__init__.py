@@ -1,0 +1,14 @@
+"""Refusal unlearning (NPO) and finetuning (CE), LoRA or full-rank, with diagnostics.
+
+Importing this package is cheap; heavy libraries load when a function needs them.
+"""
+
+from .checkpoints import CheckpointInfo
+from .config import LoraSettings, TrainConfig
+from .diagnostics import Diagnostics, select_checkpoint
+from .examples import Example
+from .objectives import Objective, ce_loss, npo_loss
+from .trainer import Trainer, npo_step, train
+
+__all__ = ["CheckpointInfo", "Diagnostics", "Example", "LoraSettings", "Objective", "TrainConfig", "Trainer",
+           "ce_loss", "npo_loss", "npo_step", "select_checkpoint", "train"]

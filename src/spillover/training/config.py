@@ -1,0 +1,70 @@
+"""Training hyperparameters (validated; presets live in YAML, see configs/train-*.yaml)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ..config import StrictModel
+
+
+class LoraSettings(StrictModel):
+    """peft LoRA settings; ``alpha`` None means alpha = r (the paper's grid)."""
+
+    r: int = Field(16, ge=1)
+    alpha: float | None = None
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    #: "all-linear" = every linear layer of the decoder blocks (attention and MLP), not the LM head.
+    target_modules: list[str] | str = "all-linear"
+
+
+class TrainConfig(StrictModel):
+    """One training run.
+
+    ``method`` npo = unlearning (w1 * NPO on the forget set), ce = finetuning (w3 * CE on the
+    finetune set); ``w2`` > 0 adds w2 * CE on the retain set. ``batch_size`` is per device and
+    per micro-batch; an optimizer step sees batch_size x grad_accum x processes examples. A
+    retain micro-batch holds round(batch_size x retain_ratio) examples, so a retain set
+    ``retain_ratio`` times the forget set is seen once per epoch.
+    """
+
+    method: Literal["npo", "ce"] = "npo"
+    w1: float = Field(1.0, ge=0.0)
+    w2: float = Field(0.0, ge=0.0)
+    w3: float = Field(1.0, ge=0.0)
+    beta: float = Field(0.1, gt=0.0)
+    lora: LoraSettings = LoraSettings()
+    full: bool = False
+    #: dtype of the trained weights in full-rank runs: fp32 master weights (bf16 autocast on GPU)
+    #: or the model's own dtype (half the memory; small updates can round away in bf16).
+    full_dtype: Literal["fp32", "model"] = "fp32"
+    lr: float = Field(1e-5, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float | None = 1.0
+    epochs: float = Field(5.0, gt=0.0)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    seed: int = 0
+    save_every: int = Field(50, ge=1)
+    gradient_checkpointing: bool = False
+    max_length: int = Field(512, ge=8)
+    retain_ratio: float = Field(1.0, gt=0.0)
+    #: rows of the LM head computed at once for log-probs; 0 = plain full-logit log-softmax.
+    logprob_chunk_size: int = Field(1024, ge=0)
+    system_prompt: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.method == "npo" and self.w1 == 0 and self.w2 == 0:
+            raise ValueError("w1 and w2 are both 0: nothing to train")
+        if self.method == "ce" and self.w3 == 0 and self.w2 == 0:
+            raise ValueError("w3 and w2 are both 0: nothing to train")
+        return self
+
+    @property
+    def retain_batch_size(self) -> int:
+        return max(1, round(self.batch_size * self.retain_ratio))

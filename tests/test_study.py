@@ -1,0 +1,107 @@
+"""The study pipeline end to end on the tiny model: caching, resume after interruption, config errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from spillover.config import load_yaml_config
+from spillover.io import InputError
+from spillover.judges.base import COMPLIANCE, REFUSAL, Verdict
+from spillover.study import Study, StudyConfig
+
+
+class HashJudge:
+    """Deterministic stand-in judge: about half of all prompts count as refused."""
+
+    id = "hash-judge"
+    rubric = "refusal"
+
+    def judge(self, items):
+        out = []
+        for it in items:
+            refused = hashlib.sha256(it.prompt.encode()).digest()[0] % 2 == 0
+            out.append(Verdict(REFUSAL if refused else COMPLIANCE, "hash", self.id))
+        return out
+
+
+def tiny_config(model_dir, out_dir) -> StudyConfig:
+    return StudyConfig.model_validate({
+        "name": "tiny", "output_dir": str(out_dir),
+        "targets": ["cybersecurity"], "variants": ["unlearn", "aug_unlearn", "finetune"], "seeds": [0],
+        "models": {"aligned": str(model_dir), "labeler": str(model_dir), "dtype": "fp32", "batch_size": 4},
+        "judges": {"primary": "hash", "per_set": {}},
+        "evaluation": {"n_per_set": 4, "mmlu_n": 6, "decoding": {"max_new_tokens": 4},
+                       "sets": ["cybersecurity", "safety", "privacy", "xstest"]},
+        "collect": {"n_target_train": 12, "n_other_train": 4, "validation_n": 3, "decoding": {"max_new_tokens": 4}},
+        "training": {"lora": {"r": 4}, "lr": 1e-3, "batch_size": 2, "max_steps": 2, "save_every": 1, "max_length": 64},
+        "selection": {"mmlu_n": 6, "kl_prompts": 2},
+        "concepts": {"n_per_domain": 6},
+    })
+
+
+@pytest.fixture
+def hash_judge(monkeypatch):
+    import spillover.evaluation as ev
+
+    real = ev.build_judge
+    monkeypatch.setattr(ev, "build_judge", lambda spec, **kw: HashJudge() if spec == "hash" else real(spec, **kw))
+
+
+def _results(root):
+    return (root / "results" / "scores.csv").read_text(), (root / "results" / "kl.csv").read_text()
+
+
+def test_study_runs_caches_and_resumes(tiny_model_dir, data_dir, tmp_path, hash_judge, monkeypatch):
+    cfg = tiny_config(tiny_model_dir, tmp_path / "a")
+    root = Study(cfg, data_dir).run()
+    assert (root / "report" / "report.html").exists()
+    scores = (root / "results" / "scores.csv").read_text().splitlines()
+    assert sum(1 for r in scores if r.startswith("aligned,")) == 5  # 4 sets + mmlu
+    assert sum(1 for r in scores if r.startswith("unlearn,cybersecurity")) == 5
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["datasets"] and manifest["config"]["name"] == "tiny"
+
+    again = Study(cfg, data_dir)
+    again.run()
+    assert again.runner.ran == [] and "train/cybersecurity/unlearn/seed0" in again.runner.skipped
+
+    # Interrupt a second study right after training its first variant (Ctrl-C), then resume.
+    cfg_b = tiny_config(tiny_model_dir, tmp_path / "b")
+    calls = {"n": 0}
+    original = Study.evaluate_run
+
+    def interrupted(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(Study, "evaluate_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Study(cfg_b, data_dir).run()
+    monkeypatch.setattr(Study, "evaluate_run", original)
+    resumed = Study(cfg_b, data_dir)
+    resumed.run()
+    assert {"data", "baseline", "collect/cybersecurity", "train/cybersecurity/unlearn/seed0"} <= set(resumed.runner.skipped)
+    assert "eval/cybersecurity/unlearn/seed0" in resumed.runner.ran
+    assert _results(tmp_path / "b" / "tiny") == _results(root)
+
+    # A changed evaluation section re-runs evaluation only, not training.
+    cfg_c = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"examples_per_set": 1})})
+    changed = Study(cfg_c, data_dir)
+    changed.run()
+    assert "baseline" in changed.runner.ran and "train/cybersecurity/unlearn/seed0" in changed.runner.skipped
+
+
+def test_config_errors_name_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntargets: [cybersecurity, astrology]\n")
+    with pytest.raises(InputError, match="targets"):
+        load_yaml_config(StudyConfig, bad)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("name: x\nevaluation:\n  n_per_sett: 3\n")
+    with pytest.raises(InputError, match="evaluation.n_per_sett"):
+        load_yaml_config(StudyConfig, typo)

@@ -1,0 +1,166 @@
+"""Trainer tests on the tiny random model: reference handling, checkpoints, resume, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from spillover.models import load_model
+from spillover.training import Diagnostics, Example, TrainConfig, Trainer, train
+from spillover.training.examples import EncodedSet
+from spillover.training.logprobs import naive_sequence_logprobs
+from spillover.training.trainer import stream_indices
+
+FORGET = [Example(f"f{i}", f"Tell me secret number {i}", "I'm sorry, but I can't help with that request.")
+          for i in range(6)]
+RETAIN = [Example(f"r{i}", f"What is the capital of France, question {i}?", "The capital of France is Paris.",
+                  "retain") for i in range(6)]
+
+
+def _model(tiny_model_dir):
+    return load_model(str(tiny_model_dir), device="cpu", dtype="fp32")
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_stream_indices_cover_each_epoch_once():
+    first = stream_indices(5, seed=3, start=0, count=10)
+    assert sorted(first[:5]) == list(range(5)) and sorted(first[5:]) == list(range(5))
+    assert stream_indices(5, 3, 4, 3) == first[4:7]
+
+
+def test_lora_reference_is_the_base_model(tiny_model_dir):
+    model, tok = _model(tiny_model_dir)
+    batch = EncodedSet(FORGET[:3], tok, 64).batch([0, 1, 2], tok.pad_token_id)
+    with torch.no_grad():
+        base = naive_sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    cfg = TrainConfig(lr=5e-2, batch_size=3, lora={"r": 4}, max_steps=3, logprob_chunk_size=7,
+                      gradient_checkpointing=True)
+    trainer = Trainer(model, tok, cfg, num_steps=3)
+    for _ in range(3):
+        trainer.train_step([(batch, None)])
+    with torch.no_grad():
+        policy = trainer.logps(batch)
+    ref = trainer.reference_logps(batch)
+    torch.testing.assert_close(ref, base, rtol=1e-5, atol=1e-4)
+    assert (policy < base - 1e-3).all()  # the adapter moved, and NPO lowered the refusal log-probs
+
+
+def _crash_at(step: int):
+    def hook(s, _row):
+        if s == step:
+            raise KeyboardInterrupt("simulated crash")
+    return hook
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["lora", "full"])
+def test_resume_after_crash_continues_with_same_losses(tiny_model_dir, tmp_path, full):
+    cfg = TrainConfig(lr=1e-2, batch_size=2, grad_accum=2, max_steps=6, save_every=2, w2=0.5,
+                      lora={"r": 4}, full=full, logprob_chunk_size=16)
+    ref_out, out = tmp_path / "ref", tmp_path / "run"
+    train(_model(tiny_model_dir), FORGET, RETAIN, cfg, ref_out, resume=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(_model(tiny_model_dir), FORGET, RETAIN, cfg, out, on_step=_crash_at(5))
+    assert [r["step"] for r in _log(out)] == [1, 2, 3, 4, 5]
+    seen = []
+    ckpts = train(_model(tiny_model_dir), FORGET, RETAIN, cfg, out, on_step=lambda s, r: seen.append(s))
+    assert seen == [5, 6]  # resumed after checkpoint-4
+    assert [c.step for c in ckpts] == [2, 4, 6]
+    expected, got = _log(ref_out), _log(out)
+    assert [r["step"] for r in got] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(expected, got):
+        for key in ("loss", "npo", "retain_ce", "lr"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (a["step"], key)
+    assert not list(out.glob(".checkpoint-*"))
+
+
+def test_full_rank_caches_reference_and_saves_loadable_weights(tiny_model_dir, tmp_path):
+    model, tok = _model(tiny_model_dir)
+    enc = EncodedSet(FORGET, tok, 64)
+    batch = enc.batch(list(range(len(FORGET))), tok.pad_token_id)
+    with torch.no_grad():
+        base = naive_sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    cfg = TrainConfig(full=True, lr=1e-3, batch_size=3, max_steps=4, save_every=4, beta=0.1)
+    ckpts = train((model, tok), FORGET, None, cfg, tmp_path)
+    cached = torch.load(tmp_path / "reference_logps.pt")
+    assert cached["key"]["ids"] == [e.id for e in FORGET]
+    torch.testing.assert_close(cached["logps"], base, rtol=1e-5, atol=1e-4)
+    log = _log(tmp_path)
+    assert log[0]["npo"] == pytest.approx(20 * math.log(2), rel=1e-5)  # policy == reference at step 1
+    assert log[-1]["npo"] < log[0]["npo"]
+    ckpt = ckpts[-1].path
+    assert (ckpt / "model.safetensors").exists() and (ckpt / "optimizer.pt").exists()
+    reloaded, _ = load_model(str(ckpt), device="cpu", dtype="fp32")
+    with torch.no_grad():
+        after = naive_sequence_logprobs(reloaded, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    assert (after < base).all()
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["lora", "full"])
+def test_diagnostics_logged_at_step_zero_and_checkpoints(tiny_model_dir, tmp_path, full):
+    diag = Diagnostics(kl_prompts={"cybersecurity": ["write malware", "hack wifi"], "safety": ["make a bomb"]})
+    cfg = TrainConfig(lr=5e-2 if not full else 1e-3, batch_size=3, max_steps=4, save_every=2, lora={"r": 4},
+                      full=full)
+    train(_model(tiny_model_dir), FORGET, None, cfg, tmp_path, diagnostics=diag)
+    rows = [json.loads(x) for x in (tmp_path / "diagnostics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 2, 4]
+    assert rows[0]["kl"] == {"cybersecurity": pytest.approx(0, abs=1e-6), "safety": pytest.approx(0, abs=1e-6)}
+    assert rows[2]["kl"]["cybersecurity"] > 0
+
+
+def test_changed_config_refuses_to_resume(tiny_model_dir, tmp_path):
+    cfg = TrainConfig(lr=1e-3, batch_size=3, max_steps=2, save_every=1, lora={"r": 4})
+    train(_model(tiny_model_dir), FORGET, None, cfg, tmp_path)
+    from spillover.io import InputError
+
+    with pytest.raises(InputError, match="another model or configuration"):
+        train(_model(tiny_model_dir), FORGET, None, cfg.model_copy(update={"lr": 1e-2}), tmp_path)
+    ckpts = train(_model(tiny_model_dir), FORGET, None, cfg.model_copy(update={"lr": 1e-2, "max_steps": 1}),
+                  tmp_path, resume=False)  # starting over clears the old run
+    assert [c.step for c in ckpts] == [1] and len(_log(tmp_path)) == 1
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_cli_unlearn_and_finetune_from_files(tiny_model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from spillover.cli import app
+
+    forget = _write(tmp_path / "forget.jsonl", [{"id": e.id, "prompt": e.prompt, "response": e.response} for e in FORGET])
+    retain = _write(tmp_path / "retain.jsonl", [{"id": e.id, "prompt": e.prompt, "response": e.response} for e in RETAIN])
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("lr: 0.01\nbatch_size: 2\nsave_every: 2\nlora:\n  r: 8\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["unlearn", "--model", str(tiny_model_dir), "--target", "cyber", "--forget", str(forget),
+                              "--retain", str(retain), "--w2", "1", "--lora-r", "4", "--max-steps", "2",
+                              "--config", str(preset), "--out", str(tmp_path / "u")])
+    assert res.exit_code == 0, res.output
+    run = json.loads((tmp_path / "u" / "run.json").read_text())
+    assert run["target"] == "cybersecurity" and run["config"]["lora"]["r"] == 4 and run["config"]["lr"] == 0.01
+    assert (tmp_path / "u" / "checkpoint-2" / "adapter_model.safetensors").exists()
+    res = runner.invoke(app, ["finetune", "--model", str(tiny_model_dir), "--target", "safety", "--train", str(forget),
+                              "--max-steps", "1", "--batch-size", "2", "--out", str(tmp_path / "f")])
+    assert res.exit_code == 0, res.output
+    assert "retain_ce" not in _log(tmp_path / "f")[0] and "ce" in _log(tmp_path / "f")[0]
+
+
+def test_cli_bad_input_names_file_and_row(tiny_model_dir, tmp_path):
+    import subprocess
+    import sys
+
+    bad = _write(tmp_path / "forget.jsonl", [{"id": "a", "prompt": "p", "response": "r"}, {"id": "b", "prompt": "p"}])
+    proc = subprocess.run([sys.executable, "-c", "from spillover.cli import main; main()", "unlearn", "--model",
+                           str(tiny_model_dir), "--target", "cyber", "--forget", str(bad), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "forget.jsonl, row 2: missing field 'response'" in proc.stderr
