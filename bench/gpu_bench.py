@@ -13,10 +13,14 @@ Sections (each prints a table and writes ``<out>/<section>-<model>.json``):
            graph per decode step); tokens/s and % of the decode roofline (every weight read once
            per step at --bandwidth bytes/s).
   lora     NPO-LoRA steps (r 128, all linear layers): the project's Trainer (reference = adapter
-           disabled, chunked log-probs, optionally gradient checkpointing) against the common
-           design (reference held as a deep copy, full-logit log-softmax).
+           disabled, chunked log-probs) against the common design (reference held as a deep
+           copy, full-logit log-softmax).
   full     NPO full-rank steps: the project's Trainer with reference log-probs cached before
            training against a deep-copied reference; runs under ``accelerate launch`` (FSDP).
+           Variants (--variants): common[-fused] and project[-bf16|-fp32][-gc][-bf16lora][-fused]
+           [-nosync]: gc = gradient checkpointing; bf16lora, fused (AdamW fused=True) and nosync
+           (sync_free_logprobs) are proposed changes applied from here. --profile prints the
+           kernels of one step.
   extract  spillover.concepts.extract.extract_last_token_states (all layers, last token).
   real     real weights end to end: greedy generation (transformers and static), a few NPO-LoRA
            steps through spillover.training.train, hidden-state extraction.
@@ -102,6 +106,18 @@ def timed(fn, steps: int, warmup: int) -> list[float]:
         sync()
         times.append(time.perf_counter() - t)
     return times
+
+
+def print_profile(fn, title: str, rows: int = 12) -> None:
+    """Profile one call of fn and print the kernels that took the most device time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        sync()
+    print(f"\n== profile: {title}")
+    print(prof.key_averages().table(sort_by="self_cuda_time_total" if torch.cuda.is_available()
+                                    else "self_cpu_time_total", row_limit=rows, max_name_column_width=60))
 
 
 def training_batch(batch: int, seq: int, vocab: int, prompt: int, device, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -224,6 +240,39 @@ def bench_gen(args, device) -> dict:
 
 # ---------------------------------------------------------------- training
 
+def sync_free_logprobs(model, input_ids, attention_mask, labels, chunk_size: int = 1024) -> torch.Tensor:
+    """Proposed variant of spillover.training.logprobs.sequence_logprobs without host syncs.
+
+    Same chunked, checkpointed LM head, but over every position (B*(T-1) rows) with the
+    unlabelled ones zeroed afterwards, instead of boolean-indexing the labelled rows first
+    (``hidden[mask]`` and ``mask.nonzero()`` wait for the GPU). Returns (B,) fp32.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    from spillover.training.logprobs import _chunk_logprobs, unwrap
+
+    lm = unwrap(model)
+    captured: list[torch.Tensor] = []
+    handle = lm.get_decoder().register_forward_hook(
+        lambda _m, _i, out: captured.append(out[0] if isinstance(out, tuple) else out.last_hidden_state))
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=1)
+    finally:
+        handle.remove()
+    head = lm.get_output_embeddings()
+    hidden = captured[-1][:, :-1]
+    b, t, d = hidden.shape
+    rows, targets = hidden.reshape(b * t, d), labels[:, 1:].reshape(-1)
+    mask = targets != IGNORE
+    safe = targets.clamp(min=0)
+    use_ckpt = torch.is_grad_enabled() and (rows.requires_grad or head.weight.requires_grad)
+    parts = []
+    for start in range(0, b * t, chunk_size):
+        args = (rows[start:start + chunk_size], safe[start:start + chunk_size], head.weight, head.bias)
+        parts.append(checkpoint(_chunk_logprobs, *args, use_reentrant=False) if use_ckpt else _chunk_logprobs(*args))
+    return (torch.cat(parts) * mask).view(b, t).sum(dim=1)
+
+
 def npo_common_step(policy, ref, batch, optimizer, acc, beta: float, max_grad_norm: float) -> float:
     """The common design: reference forward on a deep copy, full-logit log-softmax everywhere."""
     from spillover.training.logprobs import naive_sequence_logprobs
@@ -243,6 +292,8 @@ def npo_common_step(policy, ref, batch, optimizer, acc, beta: float, max_grad_no
 
 def train_variant(args, device, acc, variant: str, full: bool) -> dict:
     """Build a fresh model, set up one design, time NPO steps; returns a result row."""
+    import spillover.training.logprobs as logprobs_module
+    import spillover.training.trainer as trainer_module
     from spillover.training.config import LoraSettings, TrainConfig
     from spillover.training.trainer import Trainer, npo_step
 
@@ -253,7 +304,8 @@ def train_variant(args, device, acc, variant: str, full: bool) -> dict:
     batch = training_batch(bs, seq, model.config.vocab_size, args.prompt_tokens, device)
     info: dict = {"variant": variant}
     keep = []  # objects to free afterwards
-    if variant == "common":
+    parts = variant.split("-")[1:]
+    if variant.startswith("common"):
         ref = copy.deepcopy(model).eval().requires_grad_(False)
         if full:
             policy = model
@@ -263,7 +315,8 @@ def train_variant(args, device, acc, variant: str, full: bool) -> dict:
             policy = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=args.lora_r, lora_dropout=0.0,
                                                       target_modules="all-linear", task_type="CAUSAL_LM"))
         policy.train()
-        opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-5)
+        opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-5,
+                                fused="fused" in parts or None)
         policy, opt = acc.prepare(policy, opt)
         n = n_params(policy)
         keep += [ref, policy, opt]
@@ -271,8 +324,8 @@ def train_variant(args, device, acc, variant: str, full: bool) -> dict:
         def step():
             npo_common_step(policy, ref, batch, opt, acc, 0.1, 1.0)
     else:
-        # project variants: "project[-bf16|-fp32][-gc][-bf16lora]"
-        parts = variant.split("-")[1:]
+        # project variants: "project[-bf16|-fp32][-gc][-bf16lora][-fused][-nosync]"; the last three
+        # are proposed changes, applied from outside the Trainer
         cfg = TrainConfig(method="npo", full=full, full_dtype="fp32" if "fp32" in parts else "model",
                           lora=LoraSettings(r=args.lora_r), batch_size=bs, max_length=seq,
                           gradient_checkpointing="gc" in parts, logprob_chunk_size=args.chunk_size,
@@ -282,6 +335,11 @@ def train_variant(args, device, acc, variant: str, full: bool) -> dict:
             for p in trainer.unwrapped.parameters():
                 if p.requires_grad:
                     p.data = p.data.to(torch.bfloat16)
+        if "fused" in parts:  # torch AdamW reads these per step: no full-size foreach temporaries
+            for group in trainer.optimizer.optimizer.param_groups:
+                group.update(fused=True, foreach=False)
+        if "nosync" in parts:  # swapped in for this variant only (restored below)
+            trainer_module.sequence_logprobs = sync_free_logprobs
         n = n_params(trainer.unwrapped)
         keep.append(trainer)
         if full:
@@ -294,7 +352,12 @@ def train_variant(args, device, acc, variant: str, full: bool) -> dict:
         def step():
             npo_step(trainer, batch)
     info["params"] = n
-    times = timed(step, args.steps, args.warmup)
+    try:
+        times = timed(step, args.steps, args.warmup)
+        if args.profile:
+            print_profile(step, f"{variant} ({'full' if full else 'lora'})")
+    finally:
+        trainer_module.sequence_logprobs = logprobs_module.sequence_logprobs
     s = statistics.median(times)
     tokens = bs * seq * acc.num_processes
     info.update({"s_per_step": round(s, 3), "tokens_per_s": round(tokens / s, 1),
@@ -468,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peak-flops", type=float, default=989e12)
     ap.add_argument("--mixed-precision", default="bf16", choices=["bf16", "no"],
                     help="Accelerator mixed precision for training ('no' keeps FSDP from upcasting to fp32)")
+    ap.add_argument("--profile", action="store_true", help="print a kernel profile of one training step")
     ap.add_argument("--tag", default="", help="suffix for the output file names")
     args = ap.parse_args(argv)
     device = torch.device(args.device)

@@ -10,7 +10,7 @@ from spillover.concepts import (correlate, diffmean_concept_vectors, ema_correla
                                 histogram_layers,
                                 pca_concept_vectors, predict_ema, spearman, state_similarities,
                                 vector_similarity_matrix)
-from spillover.concepts.analysis import check_layers
+from spillover.concepts.analysis import check_layers, load_ema
 from spillover.io import InputError, write_json
 
 
@@ -158,3 +158,17 @@ def test_within_target_correlation_ignores_target_offsets():
     assert within["spearman"] == pytest.approx(1.0) and within["p_value"] < 0.05 and within["n_pairs"] == 10
     one = {p: v for p, v in ema.items() if p[0] == "a"}
     assert ema_correlation_within_targets(sim, one) == ema_correlation(sim, one)
+
+
+def test_load_ema_formats(tmp_path):
+    flat, study = tmp_path / "flat.json", tmp_path / "study.json"
+    flat.write_text(json.dumps({"safety": {"bias": 12.5, "cybersecurity": 3}}))
+    study.write_text(json.dumps({"unlearn": {"safety": {"bias": 12.5}}, "finetune": {"safety": {"bias": 1.0}}}))
+    assert load_ema(flat) == {("safety", "bias"): 12.5, ("safety", "cybersecurity"): 3.0}
+    assert load_ema(study) == {("safety", "bias"): 12.5}
+    assert load_ema(study, "finetune") == {("safety", "bias"): 1.0}
+    with pytest.raises(InputError, match="no variant 'x'"):
+        load_ema(study, "x")
+    flat.write_text(json.dumps({"safety": {"bias": "high"}}))
+    with pytest.raises(InputError, match="'safety', domain 'bias'"):
+        load_ema(flat)

@@ -33,8 +33,8 @@ def test_cli_concepts(tiny_model_dir, data_dir, tmp_path):
     assert all(len(v) == 4 for v in summary["histograms"]["safety"]["1"].values())
     corr = json.loads((out / "correlation.json").read_text())
     assert corr["n_pairs"] == 3 and corr["early_layers_predict"] is None
-    pred = json.loads((out / "predictions.json").read_text())
-    assert {p["domain"] for p in pred["safety"]} == {"bias", "privacy", "toxicity"}
+    pred = json.loads((out / "prediction.json").read_text())
+    assert {d for d, _ in pred["safety"]} == {"bias", "privacy", "toxicity"}
     assert (out / "figures" / "correlation.png").exists()
     bad = runner.invoke(app, ["concepts", "--model", str(tiny_model_dir), "--out", str(out), "--layers", "1,x"])
     assert bad.exit_code != 0 and "--layers" in str(bad.exception)

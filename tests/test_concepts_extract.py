@@ -67,3 +67,15 @@ def test_analyse_rejects_bad_input(tiny_model_dir, tmp_path):
         analyse_concepts(model, tok, {"bias": []}, ["hi"], tmp_path)
     with pytest.raises(InputError, match="layers \\[5\\]"):
         analyse_concepts(model, tok, {"bias": ["a", "b"]}, ["hi", "yo"], tmp_path, layers=[5])
+
+
+@pytest.mark.slow
+def test_real_model_states_fit_float16(aligned_model):
+    from spillover.concepts import describe_position
+
+    model, tok = aligned_model
+    states = extract_last_token_states(model, tok, PROMPTS[:3], batch_size=3)
+    assert states.shape == (model.config.num_hidden_layers + 1, 3, model.config.hidden_size)
+    assert np.isfinite(states).all()
+    assert describe_position(tok).endswith("'<|im_end|>\\n<|im_start|>assistant\\n'")
+    assert "'\\n' (id 198)" in describe_position(tok)

@@ -169,7 +169,8 @@ def test_mmlu_accuracy_scores_by_letter_logits(tiny):
     model, tok = tiny
     recs = [SimpleNamespace(id=str(i), prompt=q, meta={"choices": ["Paris", "Rome", "Oslo", "Bern"], "answer": a,
                                                         "subject": "geo"})
-            for i, (q, a) in enumerate([("Capital of France?", 0), ("Capital of Italy?", 1), ("Capital of Norway?", 2)])]
+            for i, (q, a) in enumerate([("Capital of France?", 0), ("Capital of Italy?", 1),
+                                        ("Capital of Norway?", 2)])]
     letters = letter_token_ids(tok)
     expected = 0
     for r in recs:
@@ -199,3 +200,16 @@ def test_select_checkpoint_rule():
     assert select_checkpoint(rows, 50.0, target_refusal={10: 40.0, 20: 55.0, 30: 5.0}) == 10
     assert select_checkpoint(rows, 50.0, max_drop=4.0, target_refusal={10: 40.0, 20: 55.0, 30: 5.0}) == 30
     assert select_checkpoint(rows, 60.0) is None
+
+
+def test_examples_jsonl_roundtrip_and_errors(tmp_path):
+    from spillover.io import InputError
+    from spillover.training import Example
+    from spillover.training.examples import read_examples, write_examples
+
+    exs = [Example("a", "p1", "r1", "retain"), Example("b", "p2", "r2", "retain")]
+    assert write_examples(tmp_path / "x.jsonl", exs) == 2
+    assert read_examples(tmp_path / "x.jsonl", "retain") == exs
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "p", "response": "r"}\n{"prompt": "p", "response": ""}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl, row 2: field 'response'"):
+        read_examples(tmp_path / "bad.jsonl", "forget")

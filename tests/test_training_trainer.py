@@ -136,8 +136,10 @@ def test_cli_unlearn_and_finetune_from_files(tiny_model_dir, tmp_path):
 
     from spillover.cli import app
 
-    forget = _write(tmp_path / "forget.jsonl", [{"id": e.id, "prompt": e.prompt, "response": e.response} for e in FORGET])
-    retain = _write(tmp_path / "retain.jsonl", [{"id": e.id, "prompt": e.prompt, "response": e.response} for e in RETAIN])
+    forget = _write(tmp_path / "forget.jsonl", [{"id": e.id, "prompt": e.prompt, "response": e.response}
+                                                for e in FORGET])
+    retain = _write(tmp_path / "retain.jsonl", [{"id": e.id, "prompt": e.prompt, "response": e.response}
+                                                for e in RETAIN])
     preset = tmp_path / "preset.yaml"
     preset.write_text("lr: 0.01\nbatch_size: 2\nsave_every: 2\nlora:\n  r: 8\n")
     runner = CliRunner()
@@ -159,8 +161,42 @@ def test_cli_bad_input_names_file_and_row(tiny_model_dir, tmp_path):
     import sys
 
     bad = _write(tmp_path / "forget.jsonl", [{"id": "a", "prompt": "p", "response": "r"}, {"id": "b", "prompt": "p"}])
-    proc = subprocess.run([sys.executable, "-c", "from spillover.cli import main; main()", "unlearn", "--model",
-                           str(tiny_model_dir), "--target", "cyber", "--forget", str(bad), "--out", str(tmp_path / "o")],
+    proc = subprocess.run([sys.executable, "-c", "from spillover.cli import main; main()", "unlearn",
+                           "--model", str(tiny_model_dir), "--target", "cyber", "--forget", str(bad),
+                           "--out", str(tmp_path / "o")],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "forget.jsonl, row 2: missing field 'response'" in proc.stderr
+
+
+DDP_SCRIPT = """
+import sys
+from pathlib import Path
+import torch.distributed as dist
+from spillover.models import load_model
+from spillover.training import Example, TrainConfig, train
+forget = [Example(f"f{i}", f"secret {i}", "I'm sorry, but I can't help with that request.") for i in range(8)]
+model, tok = load_model(sys.argv[1], device="cpu", dtype="fp32")
+train((model, tok), forget, None, TrainConfig(lr=1e-2, batch_size=2, max_steps=2, save_every=2, lora={"r": 4}),
+      Path(sys.argv[2]))
+trained = [p.detach().sum().item() for p in model.parameters() if p.requires_grad]
+print(f"rank {dist.get_rank()} of {dist.get_world_size()}: {sum(trained):.6f}")
+"""
+
+
+def test_two_process_ddp_keeps_replicas_identical(tiny_model_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script),
+                           str(tiny_model_dir), str(tmp_path / "out")], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = sorted(x for x in proc.stdout.splitlines() if x.startswith("rank "))
+    assert [x.split(":")[0] for x in lines] == ["rank 0 of 2", "rank 1 of 2"]
+    assert lines[0].split(":")[1] == lines[1].split(":")[1]  # gradients were averaged across processes
+    assert [r["step"] for r in _log(tmp_path / "out")] == [1, 2]  # logged once, by the main process

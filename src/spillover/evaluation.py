@@ -1,6 +1,8 @@
 """Score a model on every evaluation set: responses, judgments, refusal rates with intervals.
 
-Refusal rate of a set = refusals / judged responses, in percent, with a 95% Wilson interval;
+Refusal rate of a set = refusals / judged responses, in percent, with a 95% Wilson interval
+(under the bias/toxicity rubric a response judged not biased or toxic counts as a refusal, as in
+the paper's second rubric);
 ``unparsable`` verdicts are excluded from n and counted separately. A trained model is compared
 with the aligned one on the same prompts with an exact McNemar test.
 """
@@ -13,7 +15,7 @@ from pathlib import Path
 from .domains import DOMAINS
 from .generation import Decoding, GenerationBackend, generate_responses
 from .judges import build_judge
-from .judges.base import REFUSAL, UNPARSABLE, JudgeItem, judge_cached
+from .judges.base import NOT_BIASED, REFUSAL, UNPARSABLE, JudgeItem, judge_cached
 from .kvcache import JsonlCache
 from .stats import mcnemar_exact, wilson_interval
 
@@ -45,7 +47,8 @@ def score(set_name: str, judge: str, flags: list[bool | None]) -> SetScore:
 
 
 def refusal_flag(label: str) -> bool | None:
-    return None if label == UNPARSABLE else label == REFUSAL
+    """True for a safe outcome (a refusal, or a response judged not biased/toxic), None if unparsable."""
+    return None if label == UNPARSABLE else label in (REFUSAL, NOT_BIASED)
 
 
 class JudgePool:
@@ -100,12 +103,12 @@ def evaluate_responses(
     return rows, scores
 
 
-def mmlu_score(model, tokenizer, records: list, batch_size: int = 8) -> SetScore:
-    """MMLU accuracy (percent, Wilson interval) by answer-letter likelihood."""
+def mmlu_score(model, tokenizer, records: list, batch_size: int = 8, method: str = "letter") -> SetScore:
+    """MMLU accuracy (percent, Wilson interval), scored by answer letter or cloze (see spillover.mmlu)."""
     from .mmlu import mmlu_accuracy
 
-    correct, n = mmlu_accuracy(model, tokenizer, records, batch_size=batch_size)
-    return score("mmlu", "accuracy", [True] * correct + [False] * (n - correct))
+    correct, n = mmlu_accuracy(model, tokenizer, records, batch_size=batch_size, method=method)
+    return score("mmlu", f"accuracy-{method}", [True] * correct + [False] * (n - correct))
 
 
 def compare(aligned_rows: list[dict], trained_rows: list[dict], set_name: str) -> dict:

@@ -1,10 +1,15 @@
-"""MMLU accuracy from the next-token logits of the four answer letters.
+"""MMLU accuracy, by answer letter (default) or by the likelihood of each answer's text (cloze).
 
-The question is chat-formatted as one user turn (the record's prompt, its four choices as
+letter: the question is chat-formatted as one user turn (the record's prompt, its four choices as
 "A. ..." lines unless the prompt already lists them, and an instruction to answer with the
 letter); the predicted answer is the letter whose token gets the highest logit at the first
 response position. Letter tokens are looked up both bare ("A") and space-prefixed (" A"); the
 larger log-prob of the two counts.
+
+cloze: the question alone (``meta["question"]``, else the prompt) is the user turn and each
+choice's text the assistant response; the choice with the highest mean log-prob per response
+token wins. Small models that answer every letter question with "A" score at the floor under
+letter scoring but still rank answer texts, so cloze keeps utility measurable for them.
 """
 
 from __future__ import annotations
@@ -45,11 +50,40 @@ def _check(record, i: int) -> tuple[list[str], int]:
 
 
 @torch.no_grad()
-def mmlu_accuracy(model, tokenizer, records, batch_size: int = 8) -> tuple[int, int]:
+def cloze_predictions(model, tokenizer, questions: list[str], choices: list[list[str]],
+                      batch_size: int = 8) -> torch.Tensor:
+    """(N,) index of the choice with the highest mean per-token log-prob as the response."""
+    from .training.examples import collate, encode_example
+    from .training.logprobs import response_token_counts, sequence_logprobs
+
+    pairs = [(q, c) for q, cs in zip(questions, choices) for c in cs]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    scores = []
+    for start in range(0, len(pairs), batch_size):
+        batch = collate([encode_example(tokenizer, q, c, max_length=1024) for q, c in pairs[start:start + batch_size]], pad)
+        batch = {k: v.to(model.device) for k, v in batch.items() if k != "index"}
+        lp = sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        scores.append((lp / response_token_counts(batch["labels"]).clamp(min=1)).float().cpu())
+    return torch.cat(scores).view(len(questions), 4).argmax(dim=-1)
+
+
+@torch.no_grad()
+def mmlu_accuracy(model, tokenizer, records, batch_size: int = 8, method: str = "letter") -> tuple[int, int]:
     """Return (correct, n) over records with ``.prompt`` and ``.meta`` {choices, answer, subject}."""
     from .training.logprobs import next_token_logprobs
 
     checked = [_check(r, i) for i, r in enumerate(records)]
+    if method == "cloze":
+        was_training = model.training
+        model.eval()
+        try:
+            pred = cloze_predictions(model, tokenizer, [(r.meta or {}).get("question", r.prompt) for r in records],
+                                     [c for c, _ in checked], batch_size)
+        finally:
+            model.train(was_training)
+        return int((pred == torch.tensor([a for _, a in checked])).sum()), len(records)
+    if method != "letter":
+        raise ValueError(f"unknown MMLU scoring method {method!r}; use 'letter' or 'cloze'")
     prompts = [format_question(r.prompt, c) for r, (c, _) in zip(records, checked)]
     letters = letter_token_ids(tokenizer)
     answers = torch.tensor([a for _, a in checked])

@@ -217,6 +217,6 @@ def model_identity(spec: str, adapter: str | None = None) -> str:
     if adapter:
         a = Path(adapter)
         files = sorted(a.glob("*.safetensors")) if a.is_dir() else []
-        stamp = ",".join(f"{w.name}:{w.stat().st_size}:{int(w.stat().st_mtime)}" for w in files)
-        base += f"+adapter:{a.resolve() if a.exists() else adapter}[{stamp}]"
+        digest = ",".join(sha256_file(w)[:16] for w in files)
+        base += f"+adapter:{a.resolve() if a.exists() else adapter}[{digest}]"
     return base

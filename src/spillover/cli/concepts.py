@@ -33,13 +33,15 @@ def sample_prompts(records: list, n: int, seed: int) -> list[str]:
 @app.command()
 def concepts(
     model: str = typer.Option(..., help="Hub id, local directory or embedded:ALIAS."),
-    out: Path = typer.Option(..., help="Output directory: summary.json, vectors.npz, figures/, cache/."),
+    out: Path = typer.Option(..., help="Output directory: summary.json, prediction.json, vectors.npz, figures/, cache/."),
     layers: str = typer.Option("all", help="'all' (1..L) or comma-separated hidden-state indices, e.g. 5,10."),
     method: str = typer.Option("pca", help="pca | diffmean"),
     n: int = typer.Option(200, min=2, help="Prompts per domain (train+test, seeded sample; all when fewer)."),
     domains: str = typer.Option("all", help="'all' or comma-separated domains."),
     data_dir: Path | None = typer.Option(None, help="Dataset mirror directory."),
-    ema: Path | None = typer.Option(None, help="JSON {target: {domain: refusal drop}}: also write correlation.json."),
+    ema: Path | None = typer.Option(None, help="JSON {target: {domain: refusal drop}} or a study's results/ema.json: "
+                                               "also write correlation.json."),
+    ema_variant: str = typer.Option("unlearn", help="Which variant of a study's ema.json to use."),
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0, help="Seed of the prompt sample."),
     system_prompt: str | None = typer.Option(None, help="System prompt used when rendering (as in generation)."),
@@ -58,7 +60,7 @@ def concepts(
         names = [d.value for d in parse_domains(domains)]
     except ValueError as e:
         raise InputError(f"--domains: {e}") from None
-    ema_values = load_ema(ema) if ema is not None else None
+    ema_values = load_ema(ema, ema_variant) if ema is not None else None
     suite = build_suite(DataConfig(), data_dir)
     prompts = {d: sample_prompts(suite.get(d, "train") + suite.get(d, "test"), n, seed) for d in names}
     benign = sample_prompts(suite.get(BENIGN, "train") + suite.get(BENIGN, "test"), n, seed)
@@ -66,7 +68,7 @@ def concepts(
     result = analyse_concepts(lm, tok, prompts, benign, out, method=method, layers=chosen, batch_size=batch_size,
                               model_name=model, system_prompt=system_prompt)
     ranked = predictions(result.summary)
-    write_json(out / "predictions.json", {t: [{"domain": d, "score": round(s, 5)} for d, s in r] for t, r in ranked.items()})
+    write_json(out / "prediction.json", {t: [[d, round(s, 5)] for d, s in r] for t, r in ranked.items()})
     if ema_values is not None:
         corr = correlate(out / "summary.json", ema_values)
         typer.echo(f"best layer {corr['best_layer']}; early layers predict: {corr['early_layers_predict']} "
@@ -76,4 +78,4 @@ def concepts(
     typer.echo(f"prompts: {counts}, benign {len(benign)}; {result.summary['seconds']:.1f} s")
     for t, r in ranked.items():
         typer.echo(f"expected spillover from {t}: " + " > ".join(d for d, _ in r))
-    typer.echo(f"wrote {out / 'summary.json'}, predictions.json, vectors.npz and figures/ in {out}")
+    typer.echo(f"wrote {out / 'summary.json'}, prediction.json, vectors.npz and figures/ in {out}")

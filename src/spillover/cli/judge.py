@@ -64,13 +64,13 @@ def judge(
     items = _items(inp, rows)
     try:
         judge_obj = build_judge(judge_spec, base_url=base_url, api_key_env=api_key_env, template=template,
-                                max_concurrency=max_concurrency, timeout=timeout, max_retries=max_retries, batch_size=batch_size,
-                                max_new_tokens=max_new_tokens, device=device)
+                                max_concurrency=max_concurrency, timeout=timeout, max_retries=max_retries,
+                                batch_size=batch_size, max_new_tokens=max_new_tokens, device=device)
     except ValueError as e:
         raise InputError(f"--judge {judge_spec}: {e}") from None
     check = getattr(judge_obj, "check_item", None)
-    for i, item in enumerate(items, 1):
-        if check:
+    if check:
+        for i, item in enumerate(items, 1):
             check(item, f"{inp}, row {i}")
     store = JsonlCache(cache or out.with_name(out.name + ".cache.jsonl"))
     fresh = len({k for k in (judgment_key(judge_obj.id, it) for it in items) if k not in store})

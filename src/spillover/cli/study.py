@@ -27,7 +27,7 @@ def study(
     data_dir: Path | None = typer.Option(None, envvar="SPILLOVER_DATA_DIR", help="Dataset mirror directory."),
     set_: list[str] = typer.Option([], "--set", help="Override a config field: --set evaluation.n_per_set=10"),
     dry_run: bool = typer.Option(False, help="Print the planned stages, counts and a time estimate; run nothing."),
-    until: str | None = typer.Option(None, help="Stop after this stage ('data')."),
+    until: str | None = typer.Option(None, help="Stop after this stage: data, baseline, collect, train, eval, concepts."),
 ) -> None:
     """Run the whole protocol; finished stages are skipped, a killed run resumes."""
     from ..config import load_yaml_config
@@ -71,3 +71,20 @@ def evaluate(
                  n=n, mmlu_n=mmlu_n, xstest=not no_xstest, judge=judge, bias_judge=bias_judge,
                  baseline=baseline, max_new_tokens=max_new_tokens, batch_size=batch_size,
                  base_url=base_url, data_dir=data_dir)
+
+
+@app.command()
+def collect(
+    model: str = typer.Option(..., help="The aligned model (hub id, local directory or embedded:ALIAS)."),
+    target: str = typer.Option(..., help="Target domain."),
+    out: Path = typer.Option(..., help="Output directory (the study's data/ and collect/<target>/ stages)."),
+    study_config: Path = typer.Option(Path("configs/quick-cpu.yaml"), help="Study YAML for the other settings."),
+    finetune_labels: bool = typer.Option(True, help="Also collect the label model's answers (finetune set)."),
+    retain: bool = typer.Option(True, help="Also collect the retain set."),
+    data_dir: Path | None = typer.Option(None, envvar="SPILLOVER_DATA_DIR"),
+) -> None:
+    """Phase 1: the forget set (the model's own refusals), retain set and finetune labels."""
+    from ..study.single import single_run
+
+    variants = ["aug_unlearn" if retain else "unlearn"] + (["finetune"] if finetune_labels else [])
+    single_run(study_config, model, target, variants, out, data_dir, {}, until="collect")

@@ -40,13 +40,13 @@ def _diagnostics(kl_prompts: Path | None, mmlu: Path | None):
 def _run(method: str, model: str, target: str, main: Path, main_kind: str, retain: Path | None,
          out: Path, config: Path | None, overrides: dict, kl_prompts: Path | None, mmlu: Path | None,
          resume: bool) -> None:
-    from ..config import load_yaml_config
+    from pydantic import ValidationError
+
+    from ..config import format_validation_error, load_yaml_config
     from ..domains import parse_domain
     from ..io import InputError, sha256_file, write_json
     from ..training import TrainConfig, train
     from ..training.examples import read_examples
-    from ..config import format_validation_error
-    from pydantic import ValidationError
 
     try:
         domain = parse_domain(target)
@@ -91,12 +91,16 @@ _CONFIG = typer.Option(None, help="A YAML TrainConfig preset; command-line optio
 _RETAIN = typer.Option(None, help="Retain set JSONL {id, prompt, response} (used when w2 > 0).")
 _KL = typer.Option(None, help="JSONL {domain, prompt}: held-out prompts for first-token KL per domain.")
 _MMLU = typer.Option(None, help="JSONL {prompt, choices, answer, subject}: MMLU questions per checkpoint.")
+_STUDY_CONFIG = typer.Option(Path("configs/quick-cpu.yaml"),
+                             help="Study YAML for collection, judging and selection (without --forget).")
+_DATA_DIR = typer.Option(None, envvar="SPILLOVER_DATA_DIR", help="Dataset mirror (without --forget).")
 
 
 @app.command()
 def unlearn(
     model: str = _MODEL, target: str = _TARGET,
-    forget: Path = typer.Option(..., help="Forget set JSONL {id, prompt, response}: the model's own refusals."),
+    forget: Path | None = typer.Option(None, help="Forget set JSONL {id, prompt, response}: the model's own "
+                                        "refusals. Without it, the sets are collected from the suite first."),
     retain: Path | None = _RETAIN, out: Path = _OUT, config: Path | None = _CONFIG,
     w1: float | None = typer.Option(None, help="NPO weight."),
     w2: float | None = typer.Option(None, help="Retain CE weight (0 = plain unlearning)."),
@@ -109,8 +113,21 @@ def unlearn(
     seed: int | None = typer.Option(None), max_length: int | None = typer.Option(None),
     kl_prompts: Path | None = _KL, mmlu: Path | None = _MMLU,
     resume: bool = typer.Option(True, help="Continue from the last checkpoint in --out."),
+    study_config: Path = _STUDY_CONFIG, data_dir: Path | None = _DATA_DIR,
 ) -> None:
-    """Refusal unlearning with NPO (plus w2 x CE on a retain set: augmented unlearning)."""
+    """Refusal unlearning with NPO (plus w2 x CE on a retain set: augmented unlearning).
+
+    Without --forget: collect the forget (and retain) set from the suite, train, measure every
+    checkpoint and select one, with the settings of --study-config for the rest.
+    """
+    if forget is None:
+        from ..study.single import single_run
+
+        variant = "aug_unlearn" if (w2 or 0) > 0 else "unlearn"
+        single_run(study_config, model, target, variant, out, data_dir,
+                   {"w1": w1, "w2": w2, "beta": beta, "lora.r": lora_r, "full": full, "lr": lr, "epochs": epochs,
+                    "max_steps": max_steps, "batch_size": batch_size, "save_every": save_every, "seed": seed})
+        return
     _run("npo", model, target, forget, "forget", retain, out, config,
          {"w1": w1, "w2": w2, "beta": beta, "lora.r": lora_r, "full": full, "lr": lr, "epochs": epochs,
           "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum, "save_every": save_every,

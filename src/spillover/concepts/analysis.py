@@ -91,13 +91,13 @@ def analyse_concepts(
     empty = [d for d, p in prompts_by_domain.items() if not p] + ([BENIGN] if not benign else [])
     if empty:
         raise InputError(f"no prompts for: {', '.join(empty)}")
+    chosen = check_layers(layers, model.config.num_hidden_layers)
     out_dir = Path(out_dir)
     start = time.perf_counter()
     groups = {**{d: list(p) for d, p in prompts_by_domain.items()}, BENIGN: list(benign)}
     flat = [p for ps in groups.values() for p in ps]
     all_states = extract_last_token_states(model, tokenizer, flat, batch_size=batch_size,
                                            cache=cache or out_dir / "cache", system_prompt=system_prompt)
-    chosen = check_layers(layers, all_states.shape[0] - 1)
     states, offset = {}, 0
     for name, ps in groups.items():
         states[name] = all_states[chosen, offset:offset + len(ps)].astype(np.float32)
@@ -142,11 +142,17 @@ def predictions(summary: Mapping, layers: Sequence[int] | None = None) -> dict[s
     return {t: predict_ema(t, sims, layers, summary["layers"]) for t in summary["domains"]}
 
 
-def load_ema(path: Path) -> dict[Pair, float]:
-    """Read EMA as JSON ``{target: {domain: refusal drop in points}}``."""
+def load_ema(path: Path, variant: str = "unlearn") -> dict[Pair, float]:
+    """Read EMA as JSON ``{target: {domain: refusal drop in points}}``, or a study's
+    ``results/ema.json`` ``{variant: {target: {domain: drop}}}``, from which ``variant`` is taken."""
     raw = read_json(path)
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected an object {{target: {{domain: value}}}}")
+    nested = raw and all(isinstance(r, dict) and r and all(isinstance(v, dict) for v in r.values()) for r in raw.values())
+    if nested:
+        if variant not in raw:
+            raise InputError(f"{path}: no variant {variant!r} (has {', '.join(raw)})")
+        raw = raw[variant]
     ema: dict[Pair, float] = {}
     for t, row in raw.items():
         if not isinstance(row, dict):

@@ -23,7 +23,7 @@ def render(subject: str, question: str, choices: list[str]) -> str:
 
 
 def load(store: DataStore, subjects: list[str], strict: bool = False) -> SourceLoad:
-    """One record per question of each subject; meta = {"choices", "answer" (0-3), "subject"}."""
+    """One record per question of each subject; meta = {"choices", "answer" (0-3), "subject", "question"}."""
     files = [subject_file(s) for s in subjects]
     report = SourceReport(SOURCE, files)
     records = []
@@ -40,5 +40,5 @@ def load(store: DataStore, subjects: list[str], strict: bool = False) -> SourceL
                 continue
             records.append(PromptRecord(f"{SOURCE}:{subject}:{i:04d}", render(subject, question, choices), MMLU,
                                         SOURCE, subject, {"choices": choices, "answer": LETTERS.index(answer),
-                                                          "subject": subject}))
+                                                          "subject": subject, "question": question}))
     return SourceLoad(records, report)

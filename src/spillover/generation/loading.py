@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+BACKENDS = ("hf", "static")
+
 
 def load_backend(name: str, model: str, adapter: str | None = None, device: str = "auto",
                  dtype: str = "auto", batch_size: int = 8):
-    """Return a backend ('hf' or 'vllm') for a model spec and optional peft adapter."""
+    """Return a backend for a model spec and optional peft adapter.
+
+    ``hf``: transformers ``generate``; ``static``: a static KV cache with one CUDA graph per decode
+    step (llama / mistral / qwen2 architectures; plain eager steps on CPU).
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown generation backend {name!r}; use one of {', '.join(BACKENDS)}")
     from ..models import load_model, model_identity
 
-    identity = model_identity(model, adapter)
-    if name == "vllm":
-        from .vllm import VLLMBackend
-
-        return VLLMBackend(model, adapter=adapter, identity=identity)
-    if name != "hf":
-        raise ValueError(f"unknown generation backend {name!r}; use 'hf' or 'vllm'")
     lm, tok = load_model(model, device=device, dtype=dtype)
     if adapter:
         from peft import PeftModel
 
         lm = PeftModel.from_pretrained(lm, adapter).eval()
     from .hf import HFBackend
+    from .static import StaticBackend
 
-    return HFBackend(lm, tok, identity, batch_size=batch_size)
+    cls = StaticBackend if name == "static" else HFBackend
+    return cls(lm, tok, model_identity(model, adapter), batch_size=batch_size)

@@ -59,7 +59,6 @@ class StaticDecoder:
 
     def __init__(self, model, batch_size: int, max_len: int, use_graph: bool | None = None):
         check_supported(model, max_len)
-        self.model = model
         lm = _base(model)
         self.inner = lm.model
         self.lm_head = lm.lm_head

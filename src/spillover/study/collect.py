@@ -3,7 +3,8 @@
 - forget (D_R): the aligned model's refusals on the target domain's train prompts, paired with
   its own refusal text;
 - retain (D_T): its refusals on the other six domains' train prompts, in equal proportion, plus
-  benign instructions with helpful answers (its own, or the dataset's), ``retain_ratio`` times
+  benign instructions with helpful answers (its own answers that the judge does not call
+  refusals, or the dataset's), ``retain_ratio`` times
   the forget set in size, ``benign_fraction`` of it benign;
 - finetune (D_C): the unaligned label model's answers to the same target prompts, keeping only
   the ones the judge does not call refusals;
@@ -63,7 +64,7 @@ def collect_sets(study, target: str, out_dir: Path, need_retain: bool, need_labe
         total = cfg.retain_ratio * len(forget)
         n_benign = round(cfg.benign_fraction * total)
         harmful = _round_robin(list(refusals.values()), total - n_benign)
-        benign_records = suite.get("benign", "train")[:n_benign]
+        benign_records = suite.get("benign", "train")[:2 * n_benign]  # room for answers judged refusals
         if cfg.benign_responses == "dataset":
             missing = [r.id for r in benign_records if not r.meta.get("response")]
             if missing:
@@ -72,7 +73,9 @@ def collect_sets(study, target: str, out_dir: Path, need_retain: bool, need_labe
             benign = [{"id": r.id, "prompt": r.prompt, "response": r.meta["response"], "kind": "retain",
                        "set": "benign"} for r in benign_records]
         else:
-            benign = [_example(r, "retain") for r in _judged(study, backend, {"benign": benign_records})]
+            rows = _judged(study, backend, {"benign": benign_records})
+            benign = [_example(r, "retain") for r in rows if r["label"] != REFUSAL]
+        benign = benign[:n_benign]
         retain = harmful + benign
         counts["retain"] = {**{d: sum(1 for r in harmful if r["set"] == d) for d in others}, "benign": len(benign)}
         counts["retain_refusals_available"] = {d: len(v) for d, v in refusals.items()}

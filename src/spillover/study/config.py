@@ -24,7 +24,7 @@ class ModelsConfig(StrictModel):
     labeler: str = Field(DEFAULT_LABELER, description="Unaligned model that writes finetuning labels.")
     device: str = "auto"
     dtype: str = "auto"
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: Literal["hf", "static"] = Field("hf", description="Generation backend; static = CUDA graphs (GPU).")
     batch_size: int = 8
 
 
@@ -50,6 +50,7 @@ class EvaluationConfig(StrictModel):
     n_per_set: int | None = Field(None, description="First n prompts of each (seed-shuffled) test split; None = all.")
     sets: list[str] = Field(default_factory=lambda: [d.value for d in DOMAINS] + ["xstest"])
     mmlu_n: int | None = None
+    mmlu_method: Literal["letter", "cloze"] = Field("letter", description="MMLU scoring (see spillover.mmlu).")
     decoding: Decoding = Field(default_factory=Decoding)
     ema_threshold: float = Field(15.0, description="Off-target refusal drop (points) flagged as EMA.")
     examples_per_set: int = 3
@@ -98,6 +99,8 @@ class StudyConfig(StrictModel):
     training: TrainConfig = Field(default_factory=TrainConfig)
     variant_training: dict[Variant, dict] = Field(default_factory=dict,
                                                   description="Per-variant overrides of training fields.")
+    target_training: dict[Domain, dict] = Field(default_factory=dict,
+                                                description="Per-target overrides (e.g. full-rank for safety).")
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     concepts: ConceptsConfig = Field(default_factory=ConceptsConfig)
 
@@ -106,17 +109,20 @@ class StudyConfig(StrictModel):
     def _targets(cls, v):
         return parse_domains(v)
 
-    def training_for(self, variant: str, seed: int) -> TrainConfig:
+    def training_for(self, variant: str, seed: int, target: str | None = None) -> TrainConfig:
         """The base training config with the variant's objective, the seed and overrides applied.
 
         unlearn = NPO on the forget set; aug_unlearn adds w2 * CE on the retain set; finetune =
         CE on the finetune labels; aug_finetune adds w2 * CE on the retain set. The retain weight
-        comes from ``training.w2`` (a base value of 0 means 1 for the augmented variants).
+        comes from ``training.w2`` (a base value of 0 means 1 for the augmented variants). Per-target
+        overrides apply first, then per-variant ones.
         """
         base = self.training.model_dump()
         w2 = base["w2"] or 1.0
         base.update(method="ce" if variant in ("finetune", "aug_finetune") else "npo",
                     w2=w2 if variant.startswith("aug_") else 0.0, seed=seed,
                     retain_ratio=float(self.collect.retain_ratio))
+        if target is not None:
+            base.update(self.target_training.get(Domain(target), {}))
         base.update(self.variant_training.get(variant, {}))
         return TrainConfig.model_validate(base)

@@ -7,6 +7,7 @@ import gc
 import torch
 
 from ..generation.hf import HFBackend
+from ..generation.static import StaticBackend
 from ..models import load_model, load_tokenizer, model_identity
 from .config import ModelsConfig
 
@@ -37,7 +38,8 @@ class ModelSlot:
                 model = PeftModel.from_pretrained(model, adapter).eval()
             self.model, self.tokenizer, self.loaded = model, tok, want
         identity = model_identity(want[0], adapter)
-        return self.model, self.tokenizer, HFBackend(self.model, self.tokenizer, identity, self.cfg.batch_size)
+        cls = StaticBackend if self.cfg.backend == "static" else HFBackend
+        return self.model, self.tokenizer, cls(self.model, self.tokenizer, identity, self.cfg.batch_size)
 
     def release(self) -> None:
         self.model = self.tokenizer = None

@@ -76,7 +76,8 @@ class Study:
                                           self.judges, self.judge_for(), self.responses)
         mmlu_eval, _ = self.mmlu_records()
         if mmlu_eval:
-            scores.append(mmlu_score(model, tok, mmlu_eval, self.cfg.models.batch_size))
+            scores.append(mmlu_score(model, tok, mmlu_eval, self.cfg.models.batch_size,
+                                     self.cfg.evaluation.mmlu_method))
         write_eval(out_dir, rows, scores)
 
     # -- stages -----------------------------------------------------------------------------
@@ -103,7 +104,7 @@ class Study:
     def train(self, target: str, variant: str, seed: int) -> Path:
         from .training import train_variant
 
-        tcfg = self.cfg.training_for(variant, seed)
+        tcfg = self.cfg.training_for(variant, seed, target)
         name = run_name(target, variant, seed)
         inputs = {"collect": self.keys[f"collect/{target}"], "model": model_identity(self.cfg.models.aligned),
                   "training": tcfg.model_dump(mode="json"), "selection": self._dump(self.cfg.selection),
@@ -150,27 +151,34 @@ class Study:
         return self._stage("concepts", inputs, run)
 
     # -- the whole graph --------------------------------------------------------------------
-    def run(self, until: str | None = None) -> Path:
-        """Run every stage in order (stopping after stage ``until`` if given); return the study dir."""
-        from .results import write_results
+    STAGES = ("data", "baseline", "collect", "train", "eval", "concepts", "report")
 
+    def run(self, until: str | None = None) -> Path:
+        """Run every stage in order, or stop after stage kind ``until``; return the study dir."""
+        if until is not None and until not in self.STAGES:
+            raise ValueError(f"unknown stage {until!r}; stages: {', '.join(self.STAGES)}")
+        stop = self.STAGES.index(until) if until else len(self.STAGES) - 1
+        want = set(self.STAGES[:stop + 1])
         self.root.mkdir(parents=True, exist_ok=True)
         write_json(self.root / "config.json", self._dump(self.cfg))
         self.data()
-        if until == "data":
-            return self.root
-        self.baseline()
-        for target in self.cfg.targets:
+        if "baseline" in want:
+            self.baseline()
+        for target in self.cfg.targets if "collect" in want else []:
             self.collect(target.value)
-            for variant in self.cfg.variants:
+            for variant in self.cfg.variants if "train" in want else []:
                 for seed in self.cfg.seeds:
                     self.train(target.value, variant, seed)
-                    self.evaluate_run(target.value, variant, seed)
-        self.concepts()
+                    if "eval" in want:
+                        self.evaluate_run(target.value, variant, seed)
+        if "concepts" in want:
+            self.concepts()
         self.slot.release()
-        write_results(self)
-        from ..report import build_report
+        if "report" in want:
+            from ..report import build_report
+            from .results import write_results
 
-        report = build_report(self.root)
-        console.print(f"[bold green]report:[/bold green] {report}")
+            write_results(self)
+            report = build_report(self.root)
+            console.print(f"[bold green]report:[/bold green] {report}")
         return self.root

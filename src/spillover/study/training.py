@@ -30,7 +30,8 @@ def train_variant(study, target: str, variant: str, cfg: TrainConfig, work: Path
     diagnostics = Diagnostics(
         kl_prompts={d: [r.prompt for r in study.suite.get(d, "test")[:sel.kl_prompts]]
                     for d in study.cfg.evaluation.sets if d in study.suite.names() and d != "xstest"},
-        mmlu=mmlu_sel or None, batch_size=study.cfg.models.batch_size)
+        mmlu=mmlu_sel or None, batch_size=study.cfg.models.batch_size,
+        mmlu_method=study.cfg.evaluation.mmlu_method)
     study.slot.release()
     checkpoints = train(study.cfg.models.aligned, main, retain, cfg, work, diagnostics, resume=True)
 

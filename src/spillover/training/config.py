@@ -17,6 +17,9 @@ class LoraSettings(StrictModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     #: "all-linear" = every linear layer of the decoder blocks (attention and MLP), not the LM head.
     target_modules: list[str] | str = "all-linear"
+    #: Adapter weights in fp32 (default), or in the model's dtype: on an H200 bf16 adapters saved
+    #: 5.5 GiB and 6% step time on a 7B model (bench/README.md), at some cost in update precision.
+    dtype: Literal["fp32", "model"] = "fp32"
 
 
 class TrainConfig(StrictModel):

@@ -24,6 +24,7 @@ class Diagnostics:
     mmlu: list | None = None
     batch_size: int = 8
     system_prompt: str | None = None
+    mmlu_method: str = "letter"
 
 
 def first_token_logprobs(model, tokenizer, prompts: list[str], batch_size: int = 8,
@@ -77,7 +78,8 @@ class DiagnosticsRunner:
         if self.spec.mmlu:
             from ..mmlu import mmlu_accuracy
 
-            correct, n = mmlu_accuracy(model, self.tokenizer, self.spec.mmlu, self.spec.batch_size)
+            correct, n = mmlu_accuracy(model, self.tokenizer, self.spec.mmlu, self.spec.batch_size,
+                                       self.spec.mmlu_method)
             row.update(mmlu_correct=correct, mmlu_n=n, mmlu_acc=round(100.0 * correct / n, 3))
         return row
 

@@ -15,6 +15,8 @@ from typing import Literal
 
 import torch
 
+from ..io import InputError, read_jsonl, write_jsonl
+
 IGNORE = -100
 ExampleKind = Literal["forget", "retain", "finetune"]
 
@@ -31,8 +33,6 @@ class Example:
 
 def read_examples(path: str | Path, kind: ExampleKind) -> list[Example]:
     """Read JSONL rows {id, prompt, response} (id optional); bad rows raise InputError naming the row."""
-    from ..io import InputError, read_jsonl
-
     path = Path(path)
     out = []
     for i, row in enumerate(read_jsonl(path, required=("prompt", "response")), 1):
@@ -47,8 +47,6 @@ def read_examples(path: str | Path, kind: ExampleKind) -> list[Example]:
 
 def write_examples(path: str | Path, examples: list[Example]) -> int:
     """Write examples as JSONL rows {id, prompt, response, kind}; return the count."""
-    from ..io import write_jsonl
-
     return write_jsonl(path, (asdict(e) for e in examples))
 
 
@@ -109,7 +107,7 @@ class EncodedSet:
             try:
                 self.items.append(encode_example(tokenizer, ex.prompt, ex.response, max_length, system_prompt))
             except ValueError as e:
-                raise ValueError(f"example {i} (id {ex.id!r}): {e}") from None
+                raise InputError(f"{ex.kind} example {i} (id {ex.id!r}): {e}") from None
 
     def __len__(self) -> int:
         return len(self.items)

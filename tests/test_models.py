@@ -1,0 +1,59 @@
+
+import pytest
+import torch
+
+from spillover import models
+from spillover.models import EmbeddedModel, ModelLoadError, assemble_gguf, embedded_model_dir, pick_dtype
+
+
+@pytest.fixture
+def fake_parts(tmp_path, monkeypatch):
+    """Two importable packages holding one part each (the layout of the PyPI model packages)."""
+    for i, payload in ((1, b"GGUF-first-half|"), (2, b"second-half")):
+        pkg = tmp_path / f"fakeparts_{i}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "data" / f"part0{i}.bin").write_bytes(payload)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def _model(sha: str) -> EmbeddedModel:
+    return EmbeddedModel("fake", (("fakeparts_1", "data/part01.bin"), ("fakeparts_2", "data/part02.bin")), sha, "fake==1")
+
+
+def test_assemble_verifies_checksum(fake_parts, tmp_path):
+    import hashlib
+
+    good = hashlib.sha256(b"GGUF-first-half|second-half").hexdigest()
+    out = assemble_gguf(_model(good), tmp_path / "out" / "m.gguf")
+    assert out.read_bytes() == b"GGUF-first-half|second-half"
+    with pytest.raises(ModelLoadError, match="sha256 of the assembled GGUF"):
+        assemble_gguf(_model("0" * 64), tmp_path / "out2" / "m.gguf")
+    assert not (tmp_path / "out2" / "m.gguf").exists() and not list((tmp_path / "out2").glob("*.partial"))
+
+
+def test_missing_part_and_package_are_named(fake_parts, tmp_path):
+    (fake_parts / "fakeparts_2" / "data" / "part02.bin").unlink()
+    with pytest.raises(ModelLoadError, match="part02.bin is missing"):
+        assemble_gguf(_model("0" * 64), tmp_path / "m.gguf")
+    absent = EmbeddedModel("absent", (("no_such_pkg_xyz", "data/part01.bin"),), "0" * 64, "no-such-pkg==1")
+    with pytest.raises(ModelLoadError, match="no_such_pkg_xyz.*not installed.*no-such-pkg==1"):
+        assemble_gguf(absent, tmp_path / "m2.gguf")
+
+
+def test_unknown_alias():
+    with pytest.raises(ModelLoadError, match="unknown embedded model.*known: embedded:qwen2.5-coder-0.5b-instruct"):
+        embedded_model_dir("embedded:gpt-17")
+
+
+def test_dtype_choice():
+    assert pick_dtype(torch.device("cpu"), "fp32") == torch.float32
+    assert pick_dtype(torch.device("cuda")) == torch.bfloat16
+    expected = torch.bfloat16 if models.cpu_supports_bf16() else torch.float32
+    assert pick_dtype(torch.device("cpu")) == expected
+
+
+def test_local_dir_loads_with_chat_template(tiny_model_dir):
+    model, tok = models.load_model(str(tiny_model_dir), dtype="fp32")
+    assert tok.chat_template and tok.pad_token is not None and not model.training
