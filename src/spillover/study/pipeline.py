@@ -36,7 +36,7 @@ class Study:
     def __init__(self, cfg: StudyConfig, data_dir: str | Path | None = None, root: Path | None = None):
         self.cfg = cfg
         self.data_dir = data_dir
-        self.root = Path(root or Path(cfg.output_dir) / cfg.name)
+        self.root = Path(root or Path(cfg.output_dir) / cfg.name).resolve()
         self.runner = StageRunner(self.root)
         cache = self.root / "cache"
         self.responses = JsonlCache(cache / "responses.jsonl")
