@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +60,7 @@ def _results(root):
     return (root / "results" / "scores.csv").read_text(), (root / "results" / "kl.csv").read_text()
 
 
+@pytest.mark.slow
 def test_study_runs_caches_and_resumes(tiny_model_dir, data_dir, tmp_path, hash_judge, monkeypatch):
     cfg = tiny_config(tiny_model_dir, tmp_path / "a")
     root = Study(cfg, data_dir).run()
@@ -88,6 +95,27 @@ def test_study_runs_caches_and_resumes(tiny_model_dir, data_dir, tmp_path, hash_
     assert {"data", "baseline", "collect/cybersecurity", "train/cybersecurity/unlearn/seed0"} <= set(resumed.runner.skipped)
     assert "eval/cybersecurity/unlearn/seed0" in resumed.runner.ran
     assert _results(tmp_path / "b" / "tiny") == _results(root)
+
+    # kill -9 a third study in the middle of training, then resume: training continues from its
+    # last checkpoint and the results equal the uninterrupted run's.
+    out_d = tmp_path / "d"
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("study_runner.py")),
+                             str(tiny_model_dir), str(out_d), str(data_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not list((out_d / "tiny" / "cache" / "train").glob("*/checkpoint-1/trainer_state.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, "study ended before its first checkpoint"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed_d = Study(tiny_config(tiny_model_dir, out_d), data_dir)
+    resumed_d.run()
+    assert {"data", "baseline", "collect/cybersecurity"} <= set(resumed_d.runner.skipped)
+    steps = [json.loads(line)["step"] for line in
+             next((out_d / "tiny" / "cache" / "train").glob("cybersecurity-unlearn-*")).joinpath("train_log.jsonl")
+             .read_text().splitlines()]
+    assert steps == [1, 2]
+    assert _results(out_d / "tiny") == _results(root)
 
     # A changed evaluation section re-runs evaluation only, not training.
     cfg_c = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"examples_per_set": 1})})
