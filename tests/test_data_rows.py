@@ -57,7 +57,8 @@ def test_bbq_bad_json_and_bad_label_are_reported(store):
 def test_mmlu_wrong_cells_and_answer(store):
     load = mmlu.load(store, ["elementary_mathematics"])
     assert load.report.rows == 4 and load.report.loaded == 2
-    assert load.records[0].meta == {"choices": ["1", "2", "3", "4"], "answer": 1, "subject": "elementary_mathematics"}
+    assert load.records[0].meta == {"choices": ["1", "2", "3", "4"], "answer": 1, "subject": "elementary_mathematics",
+                                    "question": "What is 1+1?"}
     assert load.records[1].prompt.splitlines()[2] == "A, quoted, question?"
     assert "B. 2" in load.records[0].prompt
 

@@ -80,7 +80,8 @@ def file_server():
     server.shutdown()
 
 
-def test_download_goes_into_the_cache_and_is_verified(file_server, tmp_path):
+def test_download_goes_into_the_cache_and_is_verified(file_server, tmp_path, monkeypatch):
+    monkeypatch.delenv("SPILLOVER_DATA_DIR", raising=False)  # no mirror: only the cache and the URL
     path = FIXTURES / NAME
     good = {NAME: FileInfo(file_server + NAME, sha256_file(path), 4)}
     store = DataStore(tmp_path / "no-mirror", cache_dir=tmp_path / "cache", online=True, files=good)
