@@ -133,3 +133,21 @@ def test_config_errors_name_the_field(tmp_path):
     typo.write_text("name: x\nevaluation:\n  n_per_sett: 3\n")
     with pytest.raises(InputError, match="evaluation.n_per_sett"):
         load_yaml_config(StudyConfig, typo)
+
+
+@pytest.mark.slow
+def test_unlearn_without_files_collects_trains_and_selects(tiny_model_dir, data_dir, tmp_path, hash_judge):
+    import yaml
+
+    from spillover.study.single import single_run
+
+    cfg = tiny_config(tiny_model_dir, tmp_path).model_dump(mode="json")
+    cfg["concepts"]["enabled"] = False
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "unlearn-cyber"
+    single_run(preset, str(tiny_model_dir), "cyber", "unlearn", out, data_dir, {"max_steps": 2, "lora.r": 2})
+    selected = json.loads((out / "train" / "cybersecurity" / "unlearn" / "seed0" / "selected.json").read_text())
+    assert selected["step"] in (1, 2) and Path(selected["path"]).is_dir()
+    assert json.loads((out / "collect" / "cybersecurity" / "counts.json").read_text())["forget"] > 0
+    assert not (out / "eval").exists()  # stops after training
