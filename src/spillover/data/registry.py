@@ -32,6 +32,30 @@ FILES: dict[str, FileInfo] = {
     "xstest/xstest_prompts.csv": FileInfo(
         "https://raw.githubusercontent.com/paul-rottger/exaggerated-safety/main/xstest_prompts.csv",
         "11783fb294ed017473ee53c207d71f2161c7672c8d0b037501e78387f801cb5a", 450),
+    "xstest_completions/xstest_v2_completions_gpt4_gpteval.csv": FileInfo(
+        "https://raw.githubusercontent.com/paul-rottger/exaggerated-safety/d7bb5bd738c1fcbc36edd83d5e7d1b71a3e2d84d/evaluation/automated_evaluation_labels/xstest_v2_completions_gpt4_gpteval.csv",
+        "ba3b1e79ace763998ecdb48bbec70e3a4d763d8402cbb740f58ed6d275fc324a", 450),
+    "xstest_completions/xstest_v2_completions_gpt4_streval.csv": FileInfo(
+        "https://raw.githubusercontent.com/paul-rottger/exaggerated-safety/d7bb5bd738c1fcbc36edd83d5e7d1b71a3e2d84d/evaluation/automated_evaluation_labels/xstest_v2_completions_gpt4_streval.csv",
+        "5cc07ac42f62009d4ff33d9b5dc96c329d43ae8076db89712f7b56637368c5f7", 450),
+    "xstest_completions/xstest_v2_completions_llama2new_gpteval.csv": FileInfo(
+        "https://raw.githubusercontent.com/paul-rottger/exaggerated-safety/d7bb5bd738c1fcbc36edd83d5e7d1b71a3e2d84d/evaluation/automated_evaluation_labels/xstest_v2_completions_llama2new_gpteval.csv",
+        "14cb194968a29e7c5d0c2e280657f2ff14ea52f173ca12bc786387abd5185a70", 450),
+    "xstest_completions/xstest_v2_completions_llama2new_streval.csv": FileInfo(
+        "https://raw.githubusercontent.com/paul-rottger/exaggerated-safety/d7bb5bd738c1fcbc36edd83d5e7d1b71a3e2d84d/evaluation/automated_evaluation_labels/xstest_v2_completions_llama2new_streval.csv",
+        "605183b95c8859673ff23898456a1fea24fbbd5993b9033dc7c12159227e3555", 450),
+    "xstest_completions/xstest_v2_completions_llama2orig_gpteval.csv": FileInfo(
+        "https://raw.githubusercontent.com/paul-rottger/exaggerated-safety/d7bb5bd738c1fcbc36edd83d5e7d1b71a3e2d84d/evaluation/automated_evaluation_labels/xstest_v2_completions_llama2orig_gpteval.csv",
+        "a918c4d0c7355da5c80ce73dd7bc79b20422148b265851afe1e53c08e472ce48", 450),
+    "xstest_completions/xstest_v2_completions_llama2orig_streval.csv": FileInfo(
+        "https://raw.githubusercontent.com/paul-rottger/exaggerated-safety/d7bb5bd738c1fcbc36edd83d5e7d1b71a3e2d84d/evaluation/automated_evaluation_labels/xstest_v2_completions_llama2orig_streval.csv",
+        "538f284005f829af76fd48cbe82334ab1c593b8193b62421866cc56929cc9881", 450),
+    "xstest_completions/xstest_v2_completions_mistralguard_gpteval.csv": FileInfo(
+        "https://raw.githubusercontent.com/paul-rottger/exaggerated-safety/d7bb5bd738c1fcbc36edd83d5e7d1b71a3e2d84d/evaluation/automated_evaluation_labels/xstest_v2_completions_mistralguard_gpteval.csv",
+        "e3e0abcef20d95f3ea607e3db08104edb4e2593e38ce8fd517e69e06cc35260e", 450),
+    "xstest_completions/xstest_v2_completions_mistralguard_streval.csv": FileInfo(
+        "https://raw.githubusercontent.com/paul-rottger/exaggerated-safety/d7bb5bd738c1fcbc36edd83d5e7d1b71a3e2d84d/evaluation/automated_evaluation_labels/xstest_v2_completions_mistralguard_streval.csv",
+        "0b9d2a5df933194e05620825dbaee0ac8dc121843e34477610f0e1e8eeb42033", 450),
     "bbq/Religion.jsonl": FileInfo(
         "https://raw.githubusercontent.com/nyu-mll/BBQ/main/data/Religion.jsonl",
         "cb9555f9f3454a52cd2df85956b59bd7fcca5aa922c8527693b1164d08417616", 1200),
