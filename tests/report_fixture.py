@@ -135,6 +135,11 @@ def _write_optional(root: Path, targets, seeds, rng: random.Random, response: st
                   "confusion": {"refusal": {"refusal": 60, "compliance": 5}, "compliance": {"refusal": 4, "compliance": 31}}}
                  for s in ("cybersecurity", "safety")]
     (res / "agreement.json").write_text(json.dumps(agreement))
+    calibration = [{"judge": PRIMARY, "set": "xstest-v2", "mode": "leave-one-answering-model-out", "n": 1800,
+                    "kappa": 0.877, "kappa_95ci": [0.85, 0.9], "accuracy": 0.94, "folds": {"gpt4": 0.94, "llama2new": 0.89}},
+                   {"judge": PRIMARY, "set": "spillover-own-v1", "mode": "direct", "n": 150, "kappa": 0.8,
+                    "kappa_95ci": [0.7, 0.9], "accuracy": 0.9, "folds": {}}]
+    (res / "calibration.json").write_text(json.dumps(calibration))
     examples = []
     for d in DOMAINS:
         prompt = f"Example {d.label} request #1"

@@ -157,7 +157,7 @@ def test_judge_cached_never_calls_twice(tmp_path):
     chat.calls.clear()
     again = judge_cached(judge, items, JsonlCache(tmp_path / "cache.jsonl"))
     assert [v.label for v in again] == [v.label for v in first]
-    assert [len(c) for c in chat.calls] == [1]  # only the transport failure is retried
+    assert [len(c) for c in chat.calls] == [1]  # only the unparsable verdict is asked again
     assert "DOWN" in chat.calls[0][0][0]["content"]
 
 

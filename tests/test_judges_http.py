@@ -119,12 +119,12 @@ def test_gives_up_cleanly_and_counts_unparsable(server, monkeypatch, tmp_path):
     assert "timed out" in rows[1]["explanation"] and "after one retry" in rows[2]["explanation"]
     assert re.search(r"unparsable\s+3\b", res.output) and KEY not in res.output
     assert server.requests[responses[2]] == 2  # the malformed verdict is asked again exactly once
-    # transport failures are not cached; the malformed verdict and the good ones are
+    # unparsable verdicts (transport failures and the malformed verdict) are not cached
     before = dict(server.requests)
     res = CliRunner().invoke(app, args)
-    assert "2 judged" in res.output
+    assert "3 judged" in res.output
     asked_again = {r for r in responses if server.requests[r] > before.get(r, 0)}
-    assert asked_again == {responses[0], responses[1]}
+    assert asked_again == {responses[0], responses[1], responses[2]}
 
 
 def test_cached_api_judgments_are_not_requested_again(server, monkeypatch):

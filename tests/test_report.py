@@ -54,6 +54,7 @@ def test_report_has_every_section_table_and_figure(full):
     assert html.count('<table class="paper">') == 2 and html.count('class="target"') >= 2
     assert 'class="ema"' in html and "<details" in html and "<details open" not in html
     assert "llm:qwen2.5-coder-1.5b/refusal-v1" in html and "exact-match" in html  # judge identity
+    assert "0.877 [0.850, 0.900]" in html and "gpt4 0.940" in html  # calibration against human labels
     assert "ab" * 32 in html and "900.2" in html and "ema_threshold: 15" in html  # manifest
 
 
@@ -118,6 +119,7 @@ def test_missing_optional_files_one_target(tmp_path):
         assert f'<section id="{sid}">' in html
     assert len(_images(html)) == 2  # radar + a one-row spill-over heatmap
     for note in ("results/kl.csv", "results/train_log.csv", "results/checkpoints.csv", "results/agreement.json",
+                 "results/calibration.json",
                  "results/examples.jsonl", "concepts/summary.json", "concepts/correlation.json",
                  "concepts/prediction.json"):
         assert f"Nothing in {note} (absent or empty)" in html

@@ -16,6 +16,7 @@ from .domains import DOMAINS
 from .generation import Decoding, GenerationBackend, generate_responses
 from .judges import build_judge
 from .judges.base import NOT_BIASED, REFUSAL, UNPARSABLE, JudgeItem, judge_cached
+from .io import InputError
 from .kvcache import JsonlCache
 from .stats import mcnemar_exact, wilson_interval
 
@@ -73,6 +74,23 @@ class JudgePool:
         return judge_cached(self.get(spec), items, self.cache)
 
 
+#: A judge that cannot read more than this share of a set's responses fails the stage.
+MAX_UNPARSABLE = 0.05
+
+
+class JudgeFailure(InputError):
+    """A judge returned too many unparsable verdicts on a set to score it."""
+
+
+def check_unparsable(set_name: str, judge_id: str, labels: list[str]) -> None:
+    """Raise JudgeFailure when more than ``MAX_UNPARSABLE`` of ``labels`` are unparsable."""
+    bad = sum(label == UNPARSABLE for label in labels)
+    if labels and bad > MAX_UNPARSABLE * len(labels):
+        raise JudgeFailure(f"judge {judge_id} returned {bad} unparsable verdicts of {len(labels)} on set "
+                           f"{set_name!r} (more than {MAX_UNPARSABLE:.0%}); these are not cached, so a re-run "
+                           "asks again; check the judge's endpoint, model or template")
+
+
 def evaluate_responses(
     backend: GenerationBackend,
     records_by_set: dict[str, list],
@@ -96,6 +114,7 @@ def evaluate_responses(
         subset = [r for r in rows if r["set"] == name]
         spec = judge_for[name]
         verdicts = judges.judge(spec, subset)
+        check_unparsable(name, verdicts[0].judge_id if verdicts else spec, [v.label for v in verdicts])
         for r, v in zip(subset, verdicts):
             r.update(label=v.label, judge=v.judge_id, explanation=v.explanation)
         scores.append(score(name, verdicts[0].judge_id if verdicts else spec,

@@ -34,7 +34,7 @@ def _items(path: Path, rows: list[dict]):
 @judge_app.callback(invoke_without_command=True)
 def judge(
     ctx: typer.Context,
-    judge_spec: str | None = typer.Option(None, "--judge", help="keyword | bbq | rubric:local:MODEL | bias-rubric:local:MODEL | rubric:openai:MODEL | bias-rubric:openai:MODEL"),
+    judge_spec: str | None = typer.Option(None, "--judge", help="default | keyword | bbq | probe:NAME | rubric:local:MODEL | bias-rubric:local:MODEL | rubric:openai:MODEL | bias-rubric:openai:MODEL"),
     inp: Path | None = typer.Option(None, "--in", help="JSONL rows with 'prompt' and 'response' (optional 'domain'/'set', 'meta')."),
     out: Path | None = typer.Option(None, "--out", help="Output JSONL: each row plus 'label', 'explanation', 'judge_id'."),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1."),
@@ -146,3 +146,56 @@ def agree(
                    f"response: {_short(x.get('response', ''), 120)}")
     if len(stats.disagreements) > show:
         typer.echo(f"... and {len(stats.disagreements) - show} more")
+
+
+@judge_app.command()
+def calibrate(
+    judge_spec: str = typer.Option("default", "--judge", help="Judge spec to score (see `spillover judge --help`)."),
+    set_name: str = typer.Option("xstest-v2", "--set", help="xstest-v2 (mirror) | spillover-own-v1 (shipped) | a JSONL path with prompt, response, gold."),
+    out: Path | None = typer.Option(None, help="Directory for calibration.json and calibration.md."),
+    data_dir: Path | None = typer.Option(None, help="Dataset mirror (default: $SPILLOVER_DATA_DIR)."),
+    cv: str = typer.Option("auto", help="auto: refit leaving each answering model out when the judge was fitted on this set | none | groups."),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint for API judges."),
+    api_key_env: str | None = typer.Option(None, help="Environment variable holding the API key."),
+    max_new_tokens: int | None = typer.Option(None, help="Judge output token limit (rubric judges)."),
+) -> None:
+    """Agreement of a judge with human labels: kappa [95% CI], P/R/F1, confusion, speed, breakdowns."""
+    from ..data.store import DataStore
+    from ..io import InputError, write_json, write_text
+    from ..judges import build_judge
+    from ..judges.calibration import calibrate as run_calibration, markdown
+    from ..judges.labelled import load_set
+
+    if cv not in ("auto", "none", "groups"):
+        raise InputError(f"--cv {cv}: use auto, none or groups")
+    items = load_set(set_name, DataStore(data_dir))
+    try:
+        judge_obj = build_judge(judge_spec, base_url=base_url, api_key_env=api_key_env, max_new_tokens=max_new_tokens)
+    except ValueError as e:
+        raise InputError(f"--judge {judge_spec}: {e}") from None
+    fitted_on = getattr(judge_obj, "fitted_on", None)
+    cross = cv == "groups" or (cv == "auto" and fitted_on == set_name)
+    if cross and not hasattr(judge_obj, "cross_validate"):
+        raise InputError(f"--cv groups: judge {judge_spec} cannot be refitted")
+    result = run_calibration(judge_obj, items, set_name, cross_validate=cross)
+    text = markdown(result)
+    typer.echo(text)
+    if out:
+        write_json(out / "calibration.json", result.to_dict())
+        write_text(out / "calibration.md", text)
+        typer.echo(f"wrote {out / 'calibration.json'} and {out / 'calibration.md'}")
+
+
+@judge_app.command("build-probes")
+def build_probes_cmd(
+    data_dir: Path | None = typer.Option(None, help="Dataset mirror (default: $SPILLOVER_DATA_DIR)."),
+    out: Path | None = typer.Option(None, help="Output directory (default: the package's judges/artifacts)."),
+) -> None:
+    """Rebuild the refusal and toxicity probes from the mirror; prints each artefact's sha256."""
+    from ..data.store import DataStore
+    from ..judges.build import build_probes
+
+    from ..judges.probe import Probe
+
+    for path in build_probes(DataStore(data_dir), out):
+        typer.echo(f"{path}  sha256 {Probe.load(path).sha256}")

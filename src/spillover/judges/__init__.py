@@ -6,8 +6,8 @@ from .agreement import AgreementStats, agreement
 from .base import (BIASED, COMPLIANCE, NOT_BIASED, REFUSAL, UNPARSABLE, Judge, JudgeItem, Verdict,
                    judge_cached)
 
-SPEC_HELP = ('keyword | bbq | rubric:local:<model spec> | bias-rubric:local:<model spec> | '
-             'rubric:openai:<model name> | bias-rubric:openai:<model name>')
+SPEC_HELP = ('default | keyword | bbq | probe:<name or .npz path> | rubric:local:<model spec> | '
+             'bias-rubric:local:<model spec> | rubric:openai:<model name> | bias-rubric:openai:<model name>')
 _RUBRICS = {"rubric": "refusal", "bias-rubric": "bias_toxicity"}
 _LOCAL_OPTIONS = {"batch_size", "max_new_tokens", "device", "dtype"}
 _OPENAI_OPTIONS = {"base_url", "api_key_env", "max_concurrency", "timeout", "max_new_tokens", "max_retries", "backoff"}
@@ -23,13 +23,10 @@ def build_judge(spec: str, **options) -> Judge:
     """
     options = {k: v for k, v in options.items() if v is not None}
     kind, _, rest = spec.partition(":")
-    if kind in ("keyword", "bbq") and not rest:
+    if (kind in ("keyword", "bbq", "default") and not rest) or (kind == "probe" and rest):
         if options:
             raise ValueError(f"judge {spec!r} takes no options (got {', '.join(sorted(options))})")
-        from .bbq import BBQJudge
-        from .keyword import KeywordJudge
-
-        return KeywordJudge() if kind == "keyword" else BBQJudge()
+        return _fixed_judge(kind, rest)
     backend, _, model = rest.partition(":")
     if kind not in _RUBRICS or backend not in ("local", "openai") or not model:
         raise ValueError(f"unknown judge spec {spec!r}; use {SPEC_HELP}")
@@ -50,6 +47,27 @@ def build_judge(spec: str, **options) -> Judge:
 
         chat = OpenAIChat(model, **options)
     return RubricJudge(_RUBRICS[kind], chat, template=template, **rubric_options)
+
+
+def _fixed_judge(kind: str, rest: str) -> Judge:
+    """The judges without options: keyword, BBQ scorer, the default router and a probe."""
+    if kind == "keyword":
+        from .keyword import KeywordJudge
+
+        return KeywordJudge()
+    if kind == "bbq":
+        from .bbq import BBQJudge
+
+        return BBQJudge()
+    if kind == "default":
+        from .default import DefaultJudge
+
+        return DefaultJudge()
+    from pathlib import Path
+
+    from .probe import Probe, ProbeJudge, shipped_probe
+
+    return ProbeJudge(Probe.load(Path(rest)) if rest.endswith(".npz") else shipped_probe(rest))
 
 
 __all__ = ["AgreementStats", "BIASED", "COMPLIANCE", "Judge", "JudgeItem", "NOT_BIASED", "REFUSAL",

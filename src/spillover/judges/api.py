@@ -29,6 +29,12 @@ class EndpointError(InputError):
     """The endpoint is unreachable or refuses every request (bad URL, model or key)."""
 
 
+def _is_local(base_url: str) -> bool:
+    """True when the endpoint's host is this machine (a local vLLM or llama.cpp server)."""
+    host = httpx.URL(base_url).host
+    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.endswith(".localhost")
+
+
 class OpenAIChat:
     """Greedy chat completions from an OpenAI-compatible server."""
 
@@ -45,14 +51,15 @@ class OpenAIChat:
         self.max_new_tokens = max_new_tokens
         self.identity = f"openai:{model}@{self.base_url}:mnt{max_new_tokens}"
         self._stop = threading.Event()
+        if not os.environ.get(api_key_env) and not _is_local(self.base_url):
+            raise EndpointError(f"judge endpoint {self.base_url} needs an API key: the environment variable "
+                                f"{api_key_env} is not set (only endpoints on localhost may go without one)")
 
     def __repr__(self) -> str:
         return f"OpenAIChat(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
 
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.api_key_env)
-        if not key and self.base_url == DEFAULT_BASE_URL:
-            raise EndpointError(f"the OpenAI API needs a key: set the environment variable {self.api_key_env}")
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:

@@ -51,11 +51,6 @@ class Judge(Protocol):
         """Return one verdict per item, in input order."""
 
 
-def is_transport_failure(verdict: Verdict) -> bool:
-    """True for an unparsable verdict that never got a model answer (worth retrying later)."""
-    return verdict.label == UNPARSABLE and verdict.raw is None and verdict.explanation.startswith("no answer:")
-
-
 def judgment_key(judge_id: str, item: JudgeItem) -> str:
     """The cache key of one judgment: (judge id, prompt, response)."""
     return cache_key(judge_id, item.prompt, item.response)
@@ -65,8 +60,8 @@ def judge_cached(judge: Judge, items: list[JudgeItem], cache: JsonlCache | None)
     """Judge ``items``, asking ``judge`` only about (prompt, response) pairs the cache lacks.
 
     The key is (judge id, prompt, response); duplicates within ``items`` are judged once.
-    Verdicts that never reached the model (transport failures) are not cached, so a later run
-    retries them.
+    Unparsable verdicts (a transport failure or an answer without a verdict) are never cached,
+    so a later run asks again.
     """
     cache = cache if cache is not None else JsonlCache(None)
     keys = [judgment_key(judge.id, it) for it in items]
@@ -80,7 +75,7 @@ def judge_cached(judge: Judge, items: list[JudgeItem], cache: JsonlCache | None)
         fresh = dict(zip(todo, verdicts))
         cache.put_many({
             k: {"label": v.label, "explanation": v.explanation, "raw": v.raw}
-            for k, v in fresh.items() if not is_transport_failure(v)
+            for k, v in fresh.items() if v.label != UNPARSABLE
         })
     out = []
     for key in keys:

@@ -115,6 +115,7 @@ class Study:
     train_log: list[dict] | None = None
     checkpoints: list[dict] | None = None
     agreement: list[dict] | None = None
+    calibration: list[dict] | None = None
     examples: list[dict] | None = None
     concepts: dict | None = None
     correlation: dict | None = None
@@ -205,6 +206,15 @@ def _read_agreement(path: Path) -> list[dict]:
     return rows
 
 
+def _read_calibration(path: Path) -> list[dict]:
+    rows = read_json(path)
+    if not isinstance(rows, list):
+        raise InputError(f"{path}: expected a JSON list")
+    for i, row in enumerate(rows):
+        _require(path.with_name(f"{path.name}[{i}]"), row, ("judge", "set", "mode", "n", "kappa", "accuracy"))
+    return rows
+
+
 def _optional(path: Path, read: Callable[[Path], Any]) -> Any:
     return read(path) if path.exists() else None
 
@@ -229,6 +239,7 @@ def load_study(root: Path) -> Study:
         train_log=_optional(res / "train_log.csv", lambda p: read_csv(p, TRAIN_LOG)),
         checkpoints=_optional(res / "checkpoints.csv", lambda p: read_csv(p, CHECKPOINTS)),
         agreement=_optional(res / "agreement.json", _read_agreement),
+        calibration=_optional(res / "calibration.json", _read_calibration),
         examples=_optional(
             res / "examples.jsonl",
             lambda p: read_jsonl(p, required=("variant", "target", "set", "prompt", "response", "label", "judge")),

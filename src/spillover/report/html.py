@@ -141,6 +141,16 @@ def _agreement(study: Study) -> list[dict]:
     return rows
 
 
+def _calibration(study: Study) -> list[dict]:
+    def fmt(x) -> str:
+        return "" if x is None else f"{float(x):.3f}"
+
+    return [{**r, "kappa": fmt(r["kappa"]), "accuracy": fmt(r["accuracy"]),
+             "ci": "" if not r.get("kappa_95ci") else f"[{fmt(r['kappa_95ci'][0])}, {fmt(r['kappa_95ci'][1])}]",
+             "folds": ", ".join(f"{m} {fmt(k)}" for m, k in (r.get("folds") or {}).items())}
+            for r in study.calibration or []]
+
+
 def _manifest(study: Study) -> dict:
     m = study.manifest
     timings = m.get("timings") or {}
@@ -165,7 +175,7 @@ def render(study: Study) -> str:
         other_judges=", ".join(study.other_judges),
         threshold=f"{study.ema_threshold:g}", tables=_paper_tables(study, cells),
         column_judges=_column_judges(study, cells), fig=_figures(study, cells),
-        checkpoints=study.checkpoints, agreement=_agreement(study), prediction=_prediction(study, cells),
+        checkpoints=study.checkpoints, agreement=_agreement(study), calibration=_calibration(study), prediction=_prediction(study, cells),
         correlation=study.correlation, concepts=study.concepts, examples=_examples(study),
         manifest=_manifest(study), run_label=_run_label, domain_label=lambda d: Domain(d).label,
     )

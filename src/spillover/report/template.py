@@ -115,6 +115,15 @@ Also in tables/paper_table.csv, .md and .json beside this page.</p>
 <table><tr><th>column</th><th>numbers produced by</th></tr>
 {% for j in column_judges %}<tr><td>{{ j.set }}</td><td class="mono">{{ j.judges }}</td></tr>{% endfor %}
 </table>
+{% if calibration %}
+<h3>Calibration of the primary judge against human labels</h3>
+<table>
+<tr><th>judge</th><th>human-labelled set</th><th>how</th><th>n</th><th>Cohen's kappa [95% CI]</th><th>accuracy</th><th>per held-out answering model</th></tr>
+{% for c in calibration %}
+<tr><td class="mono">{{ c.judge }}</td><td>{{ c.set }}</td><td>{{ c.mode }}</td><td>{{ c.n }}</td><td>{{ c.kappa }} {{ c.ci }}</td><td>{{ c.accuracy }}</td><td>{{ c.folds }}</td></tr>
+{% endfor %}
+</table>
+{% else %}<p class="missing">Nothing in results/calibration.json (absent or empty): the primary judge carries no calibration.</p>{% endif %}
 {% if agreement %}
 <h3>Agreement between judges</h3>
 <table>

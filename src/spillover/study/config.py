@@ -31,9 +31,8 @@ class ModelsConfig(StrictModel):
 class JudgesConfig(StrictModel):
     """The primary judge scores every response; the audit judge re-scores a random subsample."""
 
-    primary: str = "keyword"
-    per_set: dict[str, str] = Field(default_factory=lambda: {"bias": "bbq"},
-                                    description="Judge spec per evaluation set, overriding primary.")
+    primary: str = Field("default", description="The validated local judge (docs/judges.md) unless set.")
+    per_set: dict[str, str] = Field(default_factory=dict, description="Judge spec per evaluation set, overriding primary.")
     audit: str | None = None
     audit_sample: int = 0
     base_url: str | None = None

@@ -107,6 +107,31 @@ def audit_rows(study) -> list[dict]:
     return out
 
 
+def calibration_rows(study) -> list[dict]:
+    """Human-label agreement of each primary judge that carries a calibration (a probe or the
+    default judge): its card's leave-one-model-out figures on XSTest v2, and a fresh calibration
+    on the shipped hand-labelled responses of this project's models."""
+    from ..judges.calibration import calibrate
+    from ..judges.labelled import OWN_SET, own_labels_path, read_labelled
+
+    out = []
+    for spec in sorted({study.cfg.judges.spec_for(s) for s in study.cfg.evaluation.sets}):
+        judge = study.judges.get(spec)
+        card = getattr(getattr(getattr(judge, "refusal", judge), "probe", None), "card", None)
+        if not card:
+            continue
+        pooled = card.get("leave_one_model_out_pooled", {})
+        out.append({"judge": judge.id, "set": card.get("set"), "mode": "leave-one-answering-model-out",
+                    "n": card.get("n"), "kappa": pooled.get("kappa"), "kappa_95ci": pooled.get("kappa_95ci"),
+                    "accuracy": pooled.get("accuracy"),
+                    "folds": {m: f["kappa"] for m, f in card.get("leave_one_model_out", {}).items()}})
+        own = calibrate(judge, read_labelled(own_labels_path()), OWN_SET).overall
+        out.append({"judge": judge.id, "set": OWN_SET, "mode": "direct (never fitted on it)", "n": own.n,
+                    "kappa": round(own.kappa, 4), "kappa_95ci": [round(own.kappa_low, 4), round(own.kappa_high, 4)],
+                    "accuracy": round(own.accuracy, 4), "folds": {}})
+    return out
+
+
 def manifest(study) -> dict:
     cfg = study.cfg
     pkgs = ["spillover", "torch", "transformers", "peft", "accelerate", "numpy", "scipy"]
@@ -139,6 +164,7 @@ def write_results(study) -> Path:
     write_csv(res / "checkpoints.csv", ["variant", "target", "seed", "step", "mmlu", "target_refusal", "selected"], ckpts)
     write_jsonl(res / "examples.jsonl", example_rows(study, study.cfg.evaluation.examples_per_set))
     write_json(res / "agreement.json", audit_rows(study))
+    write_json(res / "calibration.json", calibration_rows(study))
     ema = {v: {t: {} for t, _ in pairs} for v, pairs in drops.items()}
     for v, pairs in drops.items():
         for (t, d), values in pairs.items():
