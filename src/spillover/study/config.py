@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ..config import StrictModel
+from ..config import Seed, StrictModel
 from ..data.suite import DataConfig
 from ..domains import DOMAINS, Domain, parse_domains
 from ..generation.base import Decoding
@@ -25,7 +25,7 @@ class ModelsConfig(StrictModel):
     device: str = "auto"
     dtype: str = "auto"
     backend: Literal["hf", "static"] = Field("hf", description="Generation backend; static = CUDA graphs (GPU).")
-    batch_size: int = 8
+    batch_size: int = Field(8, ge=1)
 
 
 class JudgesConfig(StrictModel):
@@ -35,10 +35,10 @@ class JudgesConfig(StrictModel):
     per_set: dict[str, str] = Field(default_factory=lambda: {"bias": "bbq"},
                                     description="Judge spec per evaluation set, overriding primary.")
     audit: str | None = None
-    audit_sample: int = 0
+    audit_sample: int = Field(0, ge=0)
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    max_new_tokens: int = 96
+    max_new_tokens: int = Field(96, ge=1)
 
     def spec_for(self, name: str) -> str:
         return self.per_set.get(name, self.primary)
@@ -47,40 +47,40 @@ class JudgesConfig(StrictModel):
 class EvaluationConfig(StrictModel):
     """Test slices, decoding and the EMA threshold."""
 
-    n_per_set: int | None = Field(None, description="First n prompts of each (seed-shuffled) test split; None = all.")
+    n_per_set: int | None = Field(None, ge=1, description="First n prompts of each (seed-shuffled) test split; None = all.")
     sets: list[str] = Field(default_factory=lambda: [d.value for d in DOMAINS] + ["xstest"])
-    mmlu_n: int | None = None
+    mmlu_n: int | None = Field(None, ge=0)
     mmlu_method: Literal["letter", "cloze"] = Field("letter", description="MMLU scoring (see spillover.mmlu).")
     decoding: Decoding = Field(default_factory=Decoding)
-    ema_threshold: float = Field(15.0, description="Off-target refusal drop (points) flagged as EMA.")
-    examples_per_set: int = 3
+    ema_threshold: float = Field(15.0, gt=0.0, le=100.0, description="Off-target refusal drop (points) flagged as EMA.")
+    examples_per_set: int = Field(3, ge=0)
 
 
 class CollectConfig(StrictModel):
     """Phase 1: forget, retain and finetune sets from the models' own responses."""
 
-    n_target_train: int | None = Field(None, description="Cap on target-domain train prompts run for collection.")
-    n_other_train: int | None = Field(None, description="Cap on each other domain's train prompts run for the retain set.")
+    n_target_train: int | None = Field(None, ge=1, description="Cap on target-domain train prompts run for collection.")
+    n_other_train: int | None = Field(None, ge=0, description="Cap on each other domain's train prompts run for the retain set.")
     retain_ratio: int = Field(2, ge=1, description="Retain examples per forget example (paper tried 1, 2, 3).")
     benign_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of the retain set that is benign instructions.")
     benign_responses: Literal["model", "dataset"] = "model"
-    validation_n: int = Field(8, description="Held-out target train prompts used to pick checkpoints.")
+    validation_n: int = Field(8, ge=1, description="Held-out target train prompts used to pick checkpoints.")
     decoding: Decoding = Field(default_factory=Decoding)
 
 
 class SelectionConfig(StrictModel):
     """Checkpoint selection: MMLU drop under max_mmlu_drop, then lowest target refusal."""
 
-    max_mmlu_drop: float = 3.0
-    mmlu_n: int | None = Field(40, description="MMLU questions (disjoint from evaluation's) scored per checkpoint.")
-    kl_prompts: int = Field(16, description="Held-out test prompts per domain for first-token KL.")
+    max_mmlu_drop: float = Field(3.0, ge=0.0, le=100.0)
+    mmlu_n: int = Field(40, ge=1, description="MMLU questions (disjoint from evaluation's) scored per checkpoint.")
+    kl_prompts: int = Field(16, ge=0, description="Held-out test prompts per domain for first-token KL.")
 
 
 class ConceptsConfig(StrictModel):
     enabled: bool = True
-    n_per_domain: int = 200
+    n_per_domain: int = Field(200, ge=2)
     method: Literal["pca", "diffmean"] = "pca"
-    layers: list[int] | None = None
+    layers: list[Annotated[int, Field(ge=0)]] | None = None
 
 
 class StudyConfig(StrictModel):
@@ -89,7 +89,7 @@ class StudyConfig(StrictModel):
     name: str
     targets: list[Domain] = Field(default_factory=lambda: [Domain.CYBERSECURITY])
     variants: list[Variant] = Field(default_factory=lambda: ["unlearn", "finetune"])
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     output_dir: str = "runs"
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -108,6 +108,19 @@ class StudyConfig(StrictModel):
     @classmethod
     def _targets(cls, v):
         return parse_domains(v)
+
+    @model_validator(mode="after")
+    def _check_overrides(self) -> "StudyConfig":
+        """Per-target and per-variant training overrides are validated now, not at training time."""
+        for where, table in (("target_training", self.target_training), ("variant_training", self.variant_training)):
+            for key, override in table.items():
+                try:
+                    TrainConfig.model_validate({**self.training.model_dump(), **override})
+                except ValidationError as e:
+                    name = getattr(key, "value", key)
+                    raise ValueError("; ".join(f"{where}.{name}.{'.'.join(map(str, x['loc']))}: {x['msg']}"
+                                               for x in e.errors())) from None
+        return self
 
     def training_for(self, variant: str, seed: int, target: str | None = None) -> TrainConfig:
         """The base training config with the variant's objective, the seed and overrides applied.
