@@ -16,7 +16,7 @@ from pathlib import Path
 from ..data.suite import Suite, build_suite
 from ..domains import DOMAINS
 from ..evaluation import JudgePool, evaluate_responses, mmlu_score, write_eval
-from ..io import read_json, write_json
+from ..io import InputError, read_json, write_json
 from ..kvcache import JsonlCache
 from ..models import model_identity
 from ..progress import console
@@ -28,6 +28,19 @@ from .stages import StageRunner
 
 AUGMENTED = {"aug_unlearn", "aug_finetune"}
 FINETUNING = {"finetune", "aug_finetune"}
+
+
+def mmlu_slices(questions: list, eval_n: int | None, sel_n: int) -> tuple[list, list]:
+    """(evaluation, selection) slices of the MMLU questions, disjoint; selection is never empty.
+
+    Selection takes the last ``sel_n`` questions, evaluation the first ``eval_n`` of the others
+    (None = all of them). Too few questions for both is an error naming the fields.
+    """
+    room = len(questions) - sel_n
+    if room < (1 if eval_n is None else eval_n):
+        raise InputError(f"selection.mmlu_n ({sel_n}) and evaluation.mmlu_n ({eval_n}) need more than the "
+                         f"{len(questions)} MMLU questions of data.mmlu_subjects; lower one of them")
+    return questions[:room][:eval_n], questions[room:]
 
 
 class Study:
@@ -61,11 +74,8 @@ class Study:
         return {s: self.suite.get(s, "test")[:n] for s in self.cfg.evaluation.sets}
 
     def mmlu_records(self) -> tuple[list, list]:
-        """(evaluation slice, checkpoint-selection slice) of the MMLU questions, disjoint."""
-        mmlu = self.suite.get("mmlu", "test")
-        n_eval = self.cfg.evaluation.mmlu_n or len(mmlu)
-        n_sel = self.cfg.selection.mmlu_n or 0
-        return mmlu[:n_eval], mmlu[n_eval:n_eval + n_sel]
+        """(evaluation slice, checkpoint-selection slice) of the MMLU questions (see mmlu_slices)."""
+        return mmlu_slices(self.suite.get("mmlu", "test"), self.cfg.evaluation.mmlu_n, self.cfg.selection.mmlu_n)
 
     def judge_for(self) -> dict[str, str]:
         return {s: self.cfg.judges.spec_for(s) for s in self.cfg.evaluation.sets}
@@ -85,6 +95,7 @@ class Study:
         inputs = {"data": self._dump(self.cfg.data)}
         path = self._stage("data", inputs, lambda d: build_suite(self.cfg.data, self.data_dir).write(d))
         self.suite = Suite.read(path)
+        self.mmlu_records()  # fail before any model work if the MMLU slices do not fit
 
     def baseline(self) -> Path:
         inputs = {"data": self.keys["data"], "model": model_identity(self.cfg.models.aligned),
