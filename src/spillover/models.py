@@ -139,6 +139,27 @@ def embedded_model_dir(alias: str) -> Path:
     return out
 
 
+def check_model_spec(spec: str) -> None:
+    """Raise ModelLoadError unless ``spec`` can resolve: a known embedded alias, an existing local
+    directory, or a syntactically valid hub id (``name`` or ``org/name``). Loads nothing."""
+    if spec.startswith(EMBEDDED_PREFIX):
+        if spec.removeprefix(EMBEDDED_PREFIX) not in EMBEDDED:
+            raise ModelLoadError(f"unknown embedded model {spec!r}; known: "
+                                 f"{', '.join(EMBEDDED_PREFIX + k for k in EMBEDDED)}")
+        return
+    if spec and Path(spec).expanduser().is_dir():
+        return
+    if spec.startswith(("/", ".", "~")) or spec.count("/") > 1:
+        raise ModelLoadError(f"model {spec!r}: no such local directory")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        raise ModelLoadError(f"model {spec!r} is neither a local directory, an embedded:ALIAS nor a valid "
+                             "hub id (org/name)") from None
+
+
 def resolve_model_path(spec: str) -> str:
     """Map a model spec (``embedded:ALIAS``, local dir or hub id) to what from_pretrained takes."""
     if spec.startswith(EMBEDDED_PREFIX):
@@ -160,11 +181,16 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
+          "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}
+
+
 def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
-    """bf16 on CUDA and on CPUs with native bf16, else fp32; ``dtype`` overrides."""
+    """bf16 on CUDA and on CPUs with native bf16, else fp32; ``dtype`` (a key of DTYPES) overrides."""
     if dtype and dtype != "auto":
-        return {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
-                "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}[dtype]
+        if dtype not in DTYPES:
+            raise ModelLoadError(f"unknown dtype {dtype!r}; use auto, {', '.join(DTYPES)}")
+        return DTYPES[dtype]
     if device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16()):
         return torch.bfloat16
     return torch.float32

@@ -32,8 +32,10 @@ def study(
     """Run the whole protocol; finished stages are skipped, a killed run resumes."""
     from ..config import load_yaml_config
     from ..study import Study, StudyConfig
+    from ..study.preflight import preflight
 
     cfg = load_yaml_config(StudyConfig, config, _overrides(set_))
+    preflight(cfg, until)
     run = Study(cfg, data_dir)
     if dry_run:
         from ..study.plan import print_plan
@@ -78,7 +80,7 @@ def collect(
     model: str = typer.Option(..., help="The aligned model (hub id, local directory or embedded:ALIAS)."),
     target: str = typer.Option(..., help="Target domain."),
     out: Path = typer.Option(..., help="Output directory (the study's data/ and collect/<target>/ stages)."),
-    study_config: Path = typer.Option(Path("configs/quick-cpu.yaml"), help="Study YAML for the other settings."),
+    study_config: Path = typer.Option(..., help="Study YAML for the other settings (e.g. configs/quick-cpu.yaml)."),
     finetune_labels: bool = typer.Option(True, help="Also collect the label model's answers (finetune set)."),
     retain: bool = typer.Option(True, help="Also collect the retain set."),
     data_dir: Path | None = typer.Option(None, envvar="SPILLOVER_DATA_DIR"),

@@ -13,6 +13,41 @@ _LOCAL_OPTIONS = {"batch_size", "max_new_tokens", "device", "dtype"}
 _OPENAI_OPTIONS = {"base_url", "api_key_env", "max_concurrency", "timeout", "max_new_tokens", "max_retries", "backoff"}
 
 
+def _parse(spec: str) -> tuple[str, str | None, str | None]:
+    """(kind, backend, model) of a spec; backend and model are None for rule-based judges."""
+    kind, _, rest = spec.partition(":")
+    if kind in ("keyword", "bbq") and not rest:
+        return kind, None, None
+    backend, _, model = rest.partition(":")
+    if kind not in _RUBRICS or backend not in ("local", "openai") or not model:
+        raise ValueError(f"unknown judge spec {spec!r}; use {SPEC_HELP}")
+    return kind, backend, model
+
+
+def validate_judge_spec(spec: str) -> None:
+    """Raise ValueError for a spec ``build_judge`` would refuse, or whose local model cannot resolve.
+
+    Parses only: loads no model and opens no connection.
+    """
+    _, backend, model = _parse(spec)
+    if backend == "local":
+        from ..models import ModelLoadError, check_model_spec
+
+        try:
+            check_model_spec(model)
+        except ModelLoadError as e:
+            raise ValueError(f"judge {spec!r}: {e}") from None
+
+
+def endpoint_spec(spec: str, model: str) -> str:
+    """The spec with its judge model served by an OpenAI-compatible endpoint as ``model``.
+
+    Rule-based judges (no model) are returned unchanged.
+    """
+    kind, backend, _ = _parse(spec)
+    return spec if backend is None else f"{kind}:openai:{model}"
+
+
 def build_judge(spec: str, **options) -> Judge:
     """Build a judge from its spec (see ``SPEC_HELP``); options set to None are ignored.
 
@@ -22,17 +57,14 @@ def build_judge(spec: str, **options) -> Judge:
     ``max_retries``, ``backoff``. An option that the chosen judge does not use is an error.
     """
     options = {k: v for k, v in options.items() if v is not None}
-    kind, _, rest = spec.partition(":")
-    if kind in ("keyword", "bbq") and not rest:
+    kind, backend, model = _parse(spec)
+    if backend is None:
         if options:
             raise ValueError(f"judge {spec!r} takes no options (got {', '.join(sorted(options))})")
         from .bbq import BBQJudge
         from .keyword import KeywordJudge
 
         return KeywordJudge() if kind == "keyword" else BBQJudge()
-    backend, _, model = rest.partition(":")
-    if kind not in _RUBRICS or backend not in ("local", "openai") or not model:
-        raise ValueError(f"unknown judge spec {spec!r}; use {SPEC_HELP}")
     from .rubric import RubricJudge, load_template
 
     template = load_template(options.pop("template")) if "template" in options else None
@@ -53,4 +85,5 @@ def build_judge(spec: str, **options) -> Judge:
 
 
 __all__ = ["AgreementStats", "BIASED", "COMPLIANCE", "Judge", "JudgeItem", "NOT_BIASED", "REFUSAL",
-           "SPEC_HELP", "UNPARSABLE", "Verdict", "agreement", "build_judge", "judge_cached"]
+           "SPEC_HELP", "UNPARSABLE", "Verdict", "agreement", "build_judge", "endpoint_spec",
+           "judge_cached", "validate_judge_spec"]

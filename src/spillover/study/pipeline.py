@@ -24,6 +24,7 @@ from .collect import collect_sets
 from .config import StudyConfig
 from .models import ModelSlot
 from .names import run_name
+from .preflight import STAGES, preflight
 from .stages import StageRunner
 
 AUGMENTED = {"aug_unlearn", "aug_finetune"}
@@ -54,7 +55,7 @@ class Study:
         cache = self.root / "cache"
         self.responses = JsonlCache(cache / "responses.jsonl")
         j = cfg.judges
-        self.judges = JudgePool(JsonlCache(cache / "judgments.jsonl"), j.base_url, j.api_key_env,
+        self.judges = JudgePool(JsonlCache(cache / "judgments.jsonl"), j.url, j.api_key_env,
                                 j.max_new_tokens, cfg.models.batch_size)
         self.slot = ModelSlot(cfg.models)
         self.keys: dict[str, str] = {}
@@ -162,14 +163,11 @@ class Study:
         return self._stage("concepts", inputs, run)
 
     # -- the whole graph --------------------------------------------------------------------
-    STAGES = ("data", "baseline", "collect", "train", "eval", "concepts", "report")
-
     def run(self, until: str | None = None) -> Path:
         """Run every stage in order, or stop after stage kind ``until``; return the study dir."""
-        if until is not None and until not in self.STAGES:
-            raise ValueError(f"unknown stage {until!r}; stages: {', '.join(self.STAGES)}")
-        stop = self.STAGES.index(until) if until else len(self.STAGES) - 1
-        want = set(self.STAGES[:stop + 1])
+        preflight(self.cfg, until)
+        stop = STAGES.index(until) if until else len(STAGES) - 1
+        want = set(STAGES[:stop + 1])
         self.root.mkdir(parents=True, exist_ok=True)
         write_json(self.root / "config.json", self._dump(self.cfg))
         self.data()
