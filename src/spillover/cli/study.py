@@ -26,7 +26,7 @@ def study(
     config: Path = typer.Argument(..., help="Study YAML (see configs/)."),
     data_dir: Path | None = typer.Option(None, envvar="SPILLOVER_DATA_DIR", help="Dataset mirror directory."),
     set_: list[str] = typer.Option([], "--set", help="Override a config field: --set evaluation.n_per_set=10"),
-    dry_run: bool = typer.Option(False, help="Print the planned stages, counts and a time estimate; run nothing."),
+    dry_run: bool = typer.Option(False, help="Print the planned stages, counts and a time estimate; build nothing."),
     until: str | None = typer.Option(None, help="Stop after this stage: data, baseline, collect, train, eval, concepts."),
 ) -> None:
     """Run the whole protocol; finished stages are skipped, a killed run resumes."""
@@ -38,9 +38,10 @@ def study(
     preflight(cfg, until)
     run = Study(cfg, data_dir)
     if dry_run:
-        from ..study.plan import print_plan
+        from ..study.plan import format_plan
 
-        print_plan(run)
+        run.preview()
+        typer.echo("\n".join(format_plan(run)))
         return
     root = run.run(until=until)
     typer.echo(f"study directory: {root}")

@@ -91,6 +91,11 @@ class Study:
                                      self.cfg.evaluation.mmlu_method))
         write_eval(out_dir, rows, scores)
 
+    def preview(self) -> None:
+        """Load the suite in memory, writing nothing, and check the MMLU slices (for ``--dry-run``)."""
+        self.suite = build_suite(self.cfg.data, self.data_dir)
+        self.mmlu_records()
+
     # -- stages -----------------------------------------------------------------------------
     def data(self) -> None:
         inputs = {"data": self._dump(self.cfg.data)}
