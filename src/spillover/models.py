@@ -7,6 +7,8 @@ and saved as a safetensors directory in the user cache, so later loads take seco
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -228,21 +230,53 @@ def load_model(
     return model, load_tokenizer(spec, trust_remote_code)
 
 
+#: Training state kept beside checkpoint weights; it does not change what the model computes.
+_STATE_FILES = {"optimizer.pt", "scheduler.pt", "rng_state.pt", "trainer_state.json"}
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(files: tuple[tuple[str, int, int, int, int], ...]) -> str:
+    """sha256 over the files' contents; the (path, size, mtime, ctime, inode) key only spares re-hashing
+    within one process (ctime changes on every write and cannot be set back)."""
+    h = hashlib.sha256()
+    for path, *_ in files:
+        h.update(f"{Path(path).name}:{sha256_file(path)};".encode())
+    return h.hexdigest()[:16]
+
+
+def directory_digest(path: Path) -> str:
+    """A content hash of a model directory's files (weights, config, tokenizer), training state excluded."""
+    files = sorted(f for f in Path(path).iterdir() if f.is_file() and f.name not in _STATE_FILES)
+    return _digest(tuple((str(f), (s := f.stat()).st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino) for f in files))
+
+
+@functools.lru_cache(maxsize=16)
+def hub_revision(repo_id: str) -> str:
+    """The commit a hub id resolves to: the local cache's ``refs/main``, else the hub's answer."""
+    from huggingface_hub import HfApi, constants
+
+    ref = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / "main"
+    if ref.is_file():
+        return ref.read_text().strip()
+    if constants.HF_HUB_OFFLINE:
+        return "unresolved"
+    try:
+        return HfApi().model_info(repo_id, timeout=10).sha or "unresolved"
+    except Exception:  # any failure to reach the hub leaves it unresolved (loading will say why)
+        return "unresolved"
+
+
 def model_identity(spec: str, adapter: str | None = None) -> str:
-    """A string naming model weights (and adapter) for cache keys."""
+    """A string naming model weights (and adapter) for cache keys: the embedded model's sha256, a
+    local directory's content hash, or a hub id's commit."""
     if spec.startswith(EMBEDDED_PREFIX):
         name = spec.removeprefix(EMBEDDED_PREFIX)
         base = f"{spec}@{EMBEDDED[name].sha256[:12]}" if name in EMBEDDED else spec
+    elif Path(spec).is_dir():
+        base = f"{Path(spec).resolve()}[{directory_digest(Path(spec))}]"
     else:
-        base = spec
-        p = Path(spec)
-        if p.is_dir():
-            weights = sorted(p.glob("*.safetensors"))
-            stamp = ",".join(f"{w.name}:{w.stat().st_size}:{int(w.stat().st_mtime)}" for w in weights)
-            base = f"{p.resolve()}[{stamp}]"
+        base = f"{spec}@{hub_revision(spec)}"
     if adapter:
         a = Path(adapter)
-        files = sorted(a.glob("*.safetensors")) if a.is_dir() else []
-        digest = ",".join(sha256_file(w)[:16] for w in files)
-        base += f"+adapter:{a.resolve() if a.exists() else adapter}[{digest}]"
+        base += f"+adapter:{a.resolve()}[{directory_digest(a)}]" if a.is_dir() else f"+adapter:{adapter}"
     return base

@@ -57,14 +57,14 @@ def is_transport_failure(verdict: Verdict) -> bool:
 
 
 def judgment_key(judge_id: str, item: JudgeItem) -> str:
-    """The cache key of one judgment: (judge id, prompt, response)."""
-    return cache_key(judge_id, item.prompt, item.response)
+    """The cache key of one judgment: (judge id, prompt, response, meta); meta holds e.g. BBQ's answers."""
+    return cache_key(judge_id, item.prompt, item.response, item.meta)
 
 
 def judge_cached(judge: Judge, items: list[JudgeItem], cache: JsonlCache | None) -> list[Verdict]:
     """Judge ``items``, asking ``judge`` only about (prompt, response) pairs the cache lacks.
 
-    The key is (judge id, prompt, response); duplicates within ``items`` are judged once.
+    The key is (judge id, prompt, response, meta); duplicates within ``items`` are judged once.
     Verdicts that never reached the model (transport failures) are not cached, so a later run
     retries them.
     """

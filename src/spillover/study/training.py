@@ -10,6 +10,7 @@ from ..evaluation import evaluate_responses
 from ..io import InputError, read_jsonl, write_json, write_jsonl
 from ..stats import percent_se
 from ..training import Diagnostics, Example, TrainConfig, select_checkpoint, train
+from .keys import kl_sets
 
 
 def _examples(path: Path) -> list[Example]:
@@ -29,8 +30,7 @@ def train_variant(study, target: str, variant: str, cfg: TrainConfig, work: Path
     sel = study.cfg.selection
     _, mmlu_sel = study.mmlu_records()
     diagnostics = Diagnostics(
-        kl_prompts={d: [r.prompt for r in study.suite.get(d, "test")[:sel.kl_prompts]]
-                    for d in study.cfg.evaluation.sets if d in study.suite.names() and d != "xstest"},
+        kl_prompts={d: [r.prompt for r in study.suite.get(d, "test")[:sel.kl_prompts]] for d in kl_sets(study)},
         mmlu=mmlu_sel or None, batch_size=study.cfg.models.batch_size,
         mmlu_method=study.cfg.evaluation.mmlu_method)
     study.slot.release()
