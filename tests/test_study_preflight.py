@@ -122,4 +122,19 @@ def test_docs_and_presets_agree_on_cyber_lr_and_judge_tokens():
     assert documented and float(documented.group(1)) == lora.lr
     full = load_yaml_config(TrainConfig, REPO / "configs" / "train-paper-full.yaml")
     assert load_yaml_config(StudyConfig, PAPER).training_for("unlearn", 0, "safety").lr == full.lr
-    assert JudgesConfig().max_new_tokens is None  # the judge's own documented default (docs/judges.md)
+    assert JudgesConfig().max_new_tokens is None  # each judge's own limit, as docs/judges.md documents it
+    from inspect import signature
+
+    from spillover.judges.api import OpenAIChat
+    from spillover.judges.local import LocalChat
+
+    judges_doc = (REPO / "docs" / "judges.md").read_text()
+    assert f"`max_tokens` {signature(OpenAIChat).parameters['max_new_tokens'].default}" in judges_doc
+    assert f"`max_new_tokens` {signature(LocalChat).parameters['max_new_tokens'].default} by default" in judges_doc
+
+
+def test_a_local_pillar_classifier_model_is_checked_before_any_work(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path, **{"data.classifier": {"backend": "hf", "model": "embedded:no-such-model"}})
+    monkeypatch.setattr(Study, "data", lambda self: pytest.fail("work started"))
+    with pytest.raises(InputError, match=r"data\.classifier\.model"):
+        Study(cfg).run()

@@ -18,6 +18,9 @@ def preflight(cfg: StudyConfig, until: str | None = None) -> None:
     models = {"models.aligned": cfg.models.aligned}
     if any(v in ("finetune", "aug_finetune") for v in cfg.variants):
         models["models.labeler"] = cfg.models.labeler
+    classifier = cfg.data.classifier
+    if not isinstance(classifier, str) and classifier.backend == "hf":
+        models["data.classifier.model"] = classifier.model
     for field, spec in models.items():
         try:
             check_model_spec(spec)
