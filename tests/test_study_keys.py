@@ -156,3 +156,11 @@ def test_local_weights_are_keyed_by_content_not_size_and_mtime(tmp_path):
     assert model_identity(str(d)) == second
     (d / "tokenizer_config.json").write_text("{}")
     assert model_identity(str(d)) != second
+
+
+def test_response_cache_identity_names_backend_and_dtype(tiny_model_dir):
+    from spillover.generation.loading import load_backend
+
+    ids = {load_backend(name, str(tiny_model_dir), device="cpu", dtype=dtype).identity
+           for name, dtype in (("hf", "fp32"), ("hf", "bf16"), ("static", "fp32"))}
+    assert len(ids) == 3
