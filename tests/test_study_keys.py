@@ -11,8 +11,7 @@ import pytest
 from spillover.judges.base import REFUSAL, JudgeItem, Verdict, judge_cached
 from spillover.kvcache import JsonlCache
 from spillover.models import hub_revision, model_identity
-from spillover.study import Study, StudyConfig
-from spillover.study import keys
+from spillover.study import Study, StudyConfig, keys
 from spillover.study.stages import StageRunner
 
 

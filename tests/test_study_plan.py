@@ -13,7 +13,6 @@ from types import SimpleNamespace
 import pytest
 
 from spillover.config import load_yaml_config
-from spillover.domains import DOMAINS
 from spillover.study import Study, StudyConfig
 from spillover.study.plan import PROFILE, WIDTH, plan
 

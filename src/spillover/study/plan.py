@@ -19,7 +19,6 @@ from pathlib import Path
 
 from ..domains import DOMAINS
 from ..training.trainer import total_steps
-from .names import run_name
 
 FORGET_FRACTION = 0.5
 PROFILE = json.loads((Path(__file__).with_name("throughput.json")).read_text())
