@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 from spillover.domains import DOMAINS, MMLU, XSTEST
+from spillover.study.results import CHECKPOINT_COLUMNS
 
 SETS = [d.value for d in DOMAINS] + [XSTEST, MMLU]
 VARIANTS = ["unlearn", "finetune", "aug_unlearn", "aug_finetune"]
@@ -126,11 +127,12 @@ def _write_optional(root: Path, targets, seeds, rng: random.Random, response: st
                                 "ce": "" if ce is None else round(ce, 5), "lr": 1e-4})
                 for step in (20, 40):
                     ckpts.append({"variant": v, "target": t, "seed": seed, "step": step,
-                                  "mmlu": round(71.7 - step / 40 * rng.uniform(0, 2), 2),
-                                  "target_refusal": round(90 - step * 2, 2), "selected": step == 40})
+                                  "mmlu": round(71.7 - step / 40 * rng.uniform(0, 2), 2), "mmlu_se": 2.3,
+                                  "target_refusal": round(90 - step * 2, 2), "target_refusal_se": 4.1,
+                                  "selected": step == 40})
     _write_csv(res / "kl.csv", ["variant", "target", "seed", "step", "domain", "kl"], kl)
     _write_csv(res / "train_log.csv", ["variant", "target", "seed", "step", "loss", "npo", "ce", "lr"], log)
-    _write_csv(res / "checkpoints.csv", ["variant", "target", "seed", "step", "mmlu", "target_refusal", "selected"], ckpts)
+    _write_csv(res / "checkpoints.csv", CHECKPOINT_COLUMNS, ckpts)
     agreement = [{"judge_a": PRIMARY, "judge_b": OTHER, "set": s, "n": 100, "accuracy": 0.91, "kappa": 0.78,
                   "confusion": {"refusal": {"refusal": 60, "compliance": 5}, "compliance": {"refusal": 4, "compliance": 31}}}
                  for s in ("cybersecurity", "safety")]

@@ -51,9 +51,11 @@ def tiny_config(model_dir, out_dir) -> StudyConfig:
 @pytest.fixture
 def hash_judge(monkeypatch):
     import spillover.evaluation as ev
+    import spillover.study.preflight as pf
 
-    real = ev.build_judge
+    real, check = ev.build_judge, pf.validate_judge_spec
     monkeypatch.setattr(ev, "build_judge", lambda spec, **kw: HashJudge() if spec == "hash" else real(spec, **kw))
+    monkeypatch.setattr(pf, "validate_judge_spec", lambda spec: None if spec == "hash" else check(spec))
 
 
 def _results(root):

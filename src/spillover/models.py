@@ -7,6 +7,8 @@ and saved as a safetensors directory in the user cache, so later loads take seco
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -139,6 +141,27 @@ def embedded_model_dir(alias: str) -> Path:
     return out
 
 
+def check_model_spec(spec: str) -> None:
+    """Raise ModelLoadError unless ``spec`` can resolve: a known embedded alias, an existing local
+    directory, or a syntactically valid hub id (``name`` or ``org/name``). Loads nothing."""
+    if spec.startswith(EMBEDDED_PREFIX):
+        if spec.removeprefix(EMBEDDED_PREFIX) not in EMBEDDED:
+            raise ModelLoadError(f"unknown embedded model {spec!r}; known: "
+                                 f"{', '.join(EMBEDDED_PREFIX + k for k in EMBEDDED)}")
+        return
+    if spec and Path(spec).expanduser().is_dir():
+        return
+    if spec.startswith(("/", ".", "~")) or spec.count("/") > 1:
+        raise ModelLoadError(f"model {spec!r}: no such local directory")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        raise ModelLoadError(f"model {spec!r} is neither a local directory, an embedded:ALIAS nor a valid "
+                             "hub id (org/name)") from None
+
+
 def resolve_model_path(spec: str) -> str:
     """Map a model spec (``embedded:ALIAS``, local dir or hub id) to what from_pretrained takes."""
     if spec.startswith(EMBEDDED_PREFIX):
@@ -160,11 +183,16 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
+          "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}
+
+
 def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
-    """bf16 on CUDA and on CPUs with native bf16, else fp32; ``dtype`` overrides."""
+    """bf16 on CUDA and on CPUs with native bf16, else fp32; ``dtype`` (a key of DTYPES) overrides."""
     if dtype and dtype != "auto":
-        return {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
-                "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}[dtype]
+        if dtype not in DTYPES:
+            raise ModelLoadError(f"unknown dtype {dtype!r}; use auto, {', '.join(DTYPES)}")
+        return DTYPES[dtype]
     if device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16()):
         return torch.bfloat16
     return torch.float32
@@ -202,21 +230,53 @@ def load_model(
     return model, load_tokenizer(spec, trust_remote_code)
 
 
+#: Training state kept beside checkpoint weights; it does not change what the model computes.
+_STATE_FILES = {"optimizer.pt", "scheduler.pt", "rng_state.pt", "trainer_state.json"}
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(files: tuple[tuple[str, int, int, int, int], ...]) -> str:
+    """sha256 over the files' contents; the (path, size, mtime, ctime, inode) key only spares re-hashing
+    within one process (ctime changes on every write and cannot be set back)."""
+    h = hashlib.sha256()
+    for path, *_ in files:
+        h.update(f"{Path(path).name}:{sha256_file(path)};".encode())
+    return h.hexdigest()[:16]
+
+
+def directory_digest(path: Path) -> str:
+    """A content hash of a model directory's files (weights, config, tokenizer), training state excluded."""
+    files = sorted(f for f in Path(path).iterdir() if f.is_file() and f.name not in _STATE_FILES)
+    return _digest(tuple((str(f), (s := f.stat()).st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino) for f in files))
+
+
+@functools.lru_cache(maxsize=16)
+def hub_revision(repo_id: str) -> str:
+    """The commit a hub id resolves to: the local cache's ``refs/main``, else the hub's answer."""
+    from huggingface_hub import HfApi, constants
+
+    ref = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / "main"
+    if ref.is_file():
+        return ref.read_text().strip()
+    if constants.HF_HUB_OFFLINE:
+        return "unresolved"
+    try:
+        return HfApi().model_info(repo_id, timeout=10).sha or "unresolved"
+    except Exception:  # any failure to reach the hub leaves it unresolved (loading will say why)
+        return "unresolved"
+
+
 def model_identity(spec: str, adapter: str | None = None) -> str:
-    """A string naming model weights (and adapter) for cache keys."""
+    """A string naming model weights (and adapter) for cache keys: the embedded model's sha256, a
+    local directory's content hash, or a hub id's commit."""
     if spec.startswith(EMBEDDED_PREFIX):
         name = spec.removeprefix(EMBEDDED_PREFIX)
         base = f"{spec}@{EMBEDDED[name].sha256[:12]}" if name in EMBEDDED else spec
+    elif Path(spec).is_dir():
+        base = f"{Path(spec).resolve()}[{directory_digest(Path(spec))}]"
     else:
-        base = spec
-        p = Path(spec)
-        if p.is_dir():
-            weights = sorted(p.glob("*.safetensors"))
-            stamp = ",".join(f"{w.name}:{w.stat().st_size}:{int(w.stat().st_mtime)}" for w in weights)
-            base = f"{p.resolve()}[{stamp}]"
+        base = f"{spec}@{hub_revision(spec)}"
     if adapter:
         a = Path(adapter)
-        files = sorted(a.glob("*.safetensors")) if a.is_dir() else []
-        digest = ",".join(sha256_file(w)[:16] for w in files)
-        base += f"+adapter:{a.resolve() if a.exists() else adapter}[{digest}]"
+        base += f"+adapter:{a.resolve()}[{directory_digest(a)}]" if a.is_dir() else f"+adapter:{adapter}"
     return base

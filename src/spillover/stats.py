@@ -28,3 +28,11 @@ def mcnemar_exact(before: list[bool], after: list[bool]) -> tuple[int, int, floa
     discordant = lost + gained
     p = 1.0 if discordant == 0 else binomtest(lost, discordant, 0.5).pvalue
     return lost, gained, float(p)
+
+
+def percent_se(rate: float | None, n: int | None) -> float | None:
+    """Binomial standard error, in points, of a percentage measured on n items (None if unknown)."""
+    if rate is None or not n:
+        return None
+    p = rate / 100.0
+    return round(100.0 * math.sqrt(p * (1.0 - p) / n), 2)

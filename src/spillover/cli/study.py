@@ -26,19 +26,22 @@ def study(
     config: Path = typer.Argument(..., help="Study YAML (see configs/)."),
     data_dir: Path | None = typer.Option(None, envvar="SPILLOVER_DATA_DIR", help="Dataset mirror directory."),
     set_: list[str] = typer.Option([], "--set", help="Override a config field: --set evaluation.n_per_set=10"),
-    dry_run: bool = typer.Option(False, help="Print the planned stages, counts and a time estimate; run nothing."),
+    dry_run: bool = typer.Option(False, help="Print the planned stages, counts and a time estimate; build nothing."),
     until: str | None = typer.Option(None, help="Stop after this stage: data, baseline, collect, train, eval, concepts."),
 ) -> None:
     """Run the whole protocol; finished stages are skipped, a killed run resumes."""
     from ..config import load_yaml_config
     from ..study import Study, StudyConfig
+    from ..study.preflight import preflight
 
     cfg = load_yaml_config(StudyConfig, config, _overrides(set_))
+    preflight(cfg, until)
     run = Study(cfg, data_dir)
     if dry_run:
-        from ..study.plan import print_plan
+        from ..study.plan import format_plan
 
-        print_plan(run)
+        run.preview()
+        typer.echo("\n".join(format_plan(run)))
         return
     root = run.run(until=until)
     typer.echo(f"study directory: {root}")
@@ -78,7 +81,7 @@ def collect(
     model: str = typer.Option(..., help="The aligned model (hub id, local directory or embedded:ALIAS)."),
     target: str = typer.Option(..., help="Target domain."),
     out: Path = typer.Option(..., help="Output directory (the study's data/ and collect/<target>/ stages)."),
-    study_config: Path = typer.Option(Path("configs/quick-cpu.yaml"), help="Study YAML for the other settings."),
+    study_config: Path = typer.Option(..., help="Study YAML for the other settings (e.g. configs/quick-cpu.yaml)."),
     finetune_labels: bool = typer.Option(True, help="Also collect the label model's answers (finetune set)."),
     retain: bool = typer.Option(True, help="Also collect the retain set."),
     data_dir: Path | None = typer.Option(None, envvar="SPILLOVER_DATA_DIR"),

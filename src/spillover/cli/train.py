@@ -91,8 +91,8 @@ _CONFIG = typer.Option(None, help="A YAML TrainConfig preset; command-line optio
 _RETAIN = typer.Option(None, help="Retain set JSONL {id, prompt, response} (used when w2 > 0).")
 _KL = typer.Option(None, help="JSONL {domain, prompt}: held-out prompts for first-token KL per domain.")
 _MMLU = typer.Option(None, help="JSONL {prompt, choices, answer, subject}: MMLU questions per checkpoint.")
-_STUDY_CONFIG = typer.Option(Path("configs/quick-cpu.yaml"),
-                             help="Study YAML for collection, judging and selection (without --forget).")
+_STUDY_CONFIG = typer.Option(None, help="Study YAML for collection, judging and selection; required without "
+                                         "--forget (e.g. configs/quick-cpu.yaml).")
 _DATA_DIR = typer.Option(None, envvar="SPILLOVER_DATA_DIR", help="Dataset mirror (without --forget).")
 
 
@@ -113,7 +113,7 @@ def unlearn(
     seed: int | None = typer.Option(None), max_length: int | None = typer.Option(None),
     kl_prompts: Path | None = _KL, mmlu: Path | None = _MMLU,
     resume: bool = typer.Option(True, help="Continue from the last checkpoint in --out."),
-    study_config: Path = _STUDY_CONFIG, data_dir: Path | None = _DATA_DIR,
+    study_config: Path | None = _STUDY_CONFIG, data_dir: Path | None = _DATA_DIR,
 ) -> None:
     """Refusal unlearning with NPO (plus w2 x CE on a retain set: augmented unlearning).
 
@@ -123,6 +123,9 @@ def unlearn(
     if forget is None:
         from ..study.single import single_run
 
+        if study_config is None:
+            raise typer.BadParameter("required without --forget: the study YAML whose collection, judging and "
+                                     "selection settings apply, e.g. configs/quick-cpu.yaml", param_hint="--study-config")
         variant = "aug_unlearn" if (w2 or 0) > 0 else "unlearn"
         single_run(study_config, model, target, variant, out, data_dir,
                    {"w1": w1, "w2": w2, "beta": beta, "lora.r": lora_r, "full": full, "lr": lr, "epochs": epochs,

@@ -7,6 +7,8 @@ import re
 from collections import Counter
 from typing import Literal
 
+from pydantic import Field
+
 from ..config import StrictModel
 from ..kvcache import JsonlCache, cache_key
 from .pillars import DEFINITIONS, Pillar
@@ -28,8 +30,8 @@ class PillarJudge(StrictModel):
     base_url: str | None = None
     #: openai: environment variable holding the API key (never stored).
     api_key_env: str = "OPENAI_API_KEY"
-    max_new_tokens: int = 12
-    batch_size: int = 8
+    max_new_tokens: int = Field(12, ge=1)
+    batch_size: int = Field(8, ge=1)
     device: str = "auto"
     #: JSONL cache of raw answers; None keeps it in memory.
     cache: str | None = None

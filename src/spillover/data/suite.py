@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from ..config import StrictModel
+from ..config import Seed, StrictModel
 from ..domains import DOMAINS, MMLU, XSTEST, Domain
 from ..io import InputError, read_json, read_jsonl, write_json, write_jsonl
 from . import (alpaca, bbq, cyberseceval, donotanswer, mmlu, msts, sgbench, sorrybench, strongreject, toxigen,
@@ -54,7 +54,7 @@ class DataConfig(StrictModel):
     """Every choice the paper leaves open, with the defaults documented in docs/data.md."""
 
     #: Seed of every shuffle and split.
-    seed: int = 0
+    seed: Seed = 0
     #: Test prompts per domain (the paper's sizes; the rest is train).
     test_sizes: dict[Domain, int] = Field(default_factory=lambda: dict(PAPER_TEST_SIZES))
     #: A domain's test split never takes more than this fraction of its prompts (the rest is train).

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..config import StrictModel
+from pydantic import Field
+
+from ..config import Seed, StrictModel
 
 Messages = list[dict[str, str]]
 
@@ -12,11 +14,11 @@ Messages = list[dict[str, str]]
 class Decoding(StrictModel):
     """Decoding settings; greedy unless ``temperature`` > 0."""
 
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    n: int = 1
-    seed: int = 0
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    n: int = Field(1, ge=1)
+    seed: Seed = 0
     system_prompt: str | None = None
 
     @property

@@ -10,7 +10,8 @@ def load_backend(name: str, model: str, adapter: str | None = None, device: str 
     """Return a backend for a model spec and optional peft adapter.
 
     ``hf``: transformers ``generate``; ``static``: a static KV cache with one CUDA graph per decode
-    step (llama / mistral / qwen2 architectures; plain eager steps on CPU).
+    step (llama / mistral / qwen2 architectures; plain eager steps on CPU). The backend's
+    identity (the response cache key) names the weights, the backend and the dtype.
     """
     if name not in BACKENDS:
         raise ValueError(f"unknown generation backend {name!r}; use one of {', '.join(BACKENDS)}")
@@ -25,4 +26,5 @@ def load_backend(name: str, model: str, adapter: str | None = None, device: str 
     from .static import StaticBackend
 
     cls = StaticBackend if name == "static" else HFBackend
-    return cls(lm, tok, model_identity(model, adapter), batch_size=batch_size)
+    identity = f"{model_identity(model, adapter)}|{name}|{str(lm.dtype).removeprefix('torch.')}"
+    return cls(lm, tok, identity, batch_size=batch_size)

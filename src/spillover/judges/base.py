@@ -52,16 +52,17 @@ class Judge(Protocol):
 
 
 def judgment_key(judge_id: str, item: JudgeItem) -> str:
-    """The cache key of one judgment: (judge id, prompt, response)."""
-    return cache_key(judge_id, item.prompt, item.response)
+    """The cache key of one judgment: (judge id, prompt, response, domain, meta); the default judge
+    routes by domain, and meta holds e.g. BBQ's answers."""
+    return cache_key(judge_id, item.prompt, item.response, item.domain, item.meta)
 
 
 def judge_cached(judge: Judge, items: list[JudgeItem], cache: JsonlCache | None) -> list[Verdict]:
     """Judge ``items``, asking ``judge`` only about (prompt, response) pairs the cache lacks.
 
-    The key is (judge id, prompt, response); duplicates within ``items`` are judged once.
-    Unparsable verdicts (a transport failure or an answer without a verdict) are never cached,
-    so a later run asks again.
+    The key is (judge id, prompt, response, domain, meta); duplicates within ``items`` are judged
+    once. Unparsable verdicts (a transport failure or an answer without a verdict) are never
+    cached, so a later run asks again.
     """
     cache = cache if cache is not None else JsonlCache(None)
     keys = [judgment_key(judge.id, it) for it in items]

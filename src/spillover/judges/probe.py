@@ -112,13 +112,17 @@ def fit_probe(name: str, kind: str, lexical: bool, features: np.ndarray, labels:
                  {**(card or {}), "C": c})
 
 
+def shipped_probe_path(name: str) -> Path:
+    """Where a shipped probe lives: ``spillover/judges/artifacts/<name>.npz``."""
+    return Path(str(resources.files("spillover.judges") / "artifacts" / f"{name}.npz"))
+
+
 def shipped_probe(name: str) -> Probe:
-    """A probe shipped in the package (``spillover/judges/artifacts/<name>.npz``)."""
-    path = resources.files("spillover.judges") / "artifacts" / f"{name}.npz"
-    with resources.as_file(path) as p:
-        if not p.exists():
-            raise FileNotFoundError(f"probe {name!r} is not shipped; build it with `spillover judge build-probes`")
-        return Probe.load(p)
+    """A probe shipped in the package."""
+    path = shipped_probe_path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"probe {name!r} is not shipped; build it with `spillover judge build-probes`")
+    return Probe.load(path)
 
 
 class ProbeJudge:

@@ -80,7 +80,8 @@ TRAIN_LOG = {
 }
 CHECKPOINTS = {
     "variant": _variant, "target": _domain, "seed": int, "step": int,
-    "mmlu": _opt_float, "target_refusal": _opt_float, "selected": _bool,
+    "mmlu": _opt_float, "mmlu_se": _opt_float, "target_refusal": _opt_float, "target_refusal_se": _opt_float,
+    "selected": _bool,
 }
 
 

@@ -26,6 +26,11 @@ def _run_label(variant: str, target: str) -> str:
     return VARIANT_LABELS[variant] + (f" ({_label(target)})" if target else "")
 
 
+def _pm(value: float | None, se: float | None) -> str:
+    """A percentage with its standard error: '71.2 ± 2.3', or '-' when not measured."""
+    return "-" if value is None else f"{value:.1f}" + (f" \u00b1 {se:.1f}" if se is not None else "")
+
+
 def _cell_view(c: Cell | None, target: str) -> dict:
     if c is None:
         return {"rate": "-", "title": "not evaluated", "cls": "na"}
@@ -177,7 +182,7 @@ def render(study: Study) -> str:
         column_judges=_column_judges(study, cells), fig=_figures(study, cells),
         checkpoints=study.checkpoints, agreement=_agreement(study), calibration=_calibration(study), prediction=_prediction(study, cells),
         correlation=study.correlation, concepts=study.concepts, examples=_examples(study),
-        manifest=_manifest(study), run_label=_run_label, domain_label=lambda d: Domain(d).label,
+        manifest=_manifest(study), run_label=_run_label, domain_label=lambda d: Domain(d).label, pm=_pm,
     )
 
 

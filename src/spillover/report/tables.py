@@ -202,7 +202,8 @@ def write_tables(study: Study, cells: list[Cell], out_dir: Path) -> list[Path]:
                 for v, by_t in matrix.items() for t, m in by_t.items()]
         files["spillover_matrix.csv"] = _csv(["variant", "target", *DOMAIN_VALUES], rows)
     if study.checkpoints:
-        fields = ["variant", "target", "seed", "step", "mmlu", "target_refusal", "selected"]
+        fields = ["variant", "target", "seed", "step", "mmlu", "mmlu_se", "target_refusal", "target_refusal_se",
+                  "selected"]
         rows = [[r[f] if r[f] is not None else "" for f in fields] for r in study.checkpoints]
         files["checkpoints.csv"] = _csv(fields, rows)
         files["checkpoints.md"] = markdown_table(fields, rows)

@@ -100,10 +100,10 @@ Also in tables/paper_table.csv, .md and .json beside this page.</p>
 {% if fig.loss %}<img src="{{ fig.loss }}" alt="training loss curves">{% else %}<p class="missing">Nothing in results/train_log.csv (absent or empty): loss curves omitted.</p>{% endif %}
 {% if checkpoints %}
 <table>
-<tr><th>variant</th><th>target</th><th>seed</th><th>step</th><th>MMLU %</th><th>target refusal %</th><th>selected</th></tr>
+<tr><th>variant</th><th>target</th><th>seed</th><th>step</th><th>MMLU % &plusmn; SE</th><th>target refusal % &plusmn; SE</th><th>selected</th></tr>
 {% for c in checkpoints %}
 <tr{% if c.selected %} class="target"{% endif %}><td>{{ run_label(c.variant, "") }}</td><td>{{ domain_label(c.target) if c.target else "-" }}</td><td>{{ c.seed }}</td><td>{{ c.step }}</td>
-<td>{{ "%.1f"|format(c.mmlu) if c.mmlu is not none else "-" }}</td><td>{{ "%.1f"|format(c.target_refusal) if c.target_refusal is not none else "-" }}</td><td>{{ "yes" if c.selected else "" }}</td></tr>
+<td>{{ pm(c.mmlu, c.mmlu_se) }}</td><td>{{ pm(c.target_refusal, c.target_refusal_se) }}</td><td>{{ "yes" if c.selected else "" }}</td></tr>
 {% endfor %}
 </table>
 {% else %}<p class="missing">Nothing in results/checkpoints.csv (absent or empty): checkpoint table omitted.</p>{% endif %}

@@ -3,10 +3,11 @@
     data -> baseline -> collect/<target> -> train/<target>/<variant>/seed<s> -> eval/... ->
     concepts -> results -> report
 
-Each stage's key hashes its own config section and the keys of the stages it reads, so a
-changed config re-runs only what depends on it (see :mod:`.stages`). Responses and judgments
-are cached under ``<study>/cache`` and training checkpoints under ``<study>/cache/train``, so a
-killed stage resumes where it stopped.
+Each stage's key hashes every input that changes its outputs (:mod:`.keys`: its config, the
+keys of the stages it reads, model contents, prompt slices, judges), so a changed input re-runs
+only what depends on it (see :mod:`.stages`). Responses and judgments are cached under
+``<study>/cache`` and training checkpoints under ``<study>/cache/train``, so a killed stage
+resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -16,18 +17,29 @@ from pathlib import Path
 from ..data.suite import Suite, build_suite
 from ..domains import DOMAINS
 from ..evaluation import JudgePool, evaluate_responses, mmlu_score, write_eval
-from ..io import read_json, write_json
+from ..io import InputError, read_json, write_json
 from ..kvcache import JsonlCache
-from ..models import model_identity
 from ..progress import console
 from .collect import collect_sets
 from .config import StudyConfig
+from .keys import baseline_inputs, collect_inputs, concepts_inputs, eval_inputs, train_inputs, train_work_inputs
 from .models import ModelSlot
 from .names import run_name
+from .preflight import STAGES, preflight
 from .stages import StageRunner
 
-AUGMENTED = {"aug_unlearn", "aug_finetune"}
-FINETUNING = {"finetune", "aug_finetune"}
+
+def mmlu_slices(questions: list, eval_n: int | None, sel_n: int) -> tuple[list, list]:
+    """(evaluation, selection) slices of the MMLU questions, disjoint; selection is never empty.
+
+    Selection takes the last ``sel_n`` questions, evaluation the first ``eval_n`` of the others
+    (None = all of them). Too few questions for both is an error naming the fields.
+    """
+    room = len(questions) - sel_n
+    if room < (1 if eval_n is None else eval_n):
+        raise InputError(f"selection.mmlu_n ({sel_n}) and evaluation.mmlu_n ({eval_n}) need more than the "
+                         f"{len(questions)} MMLU questions of data.mmlu_subjects; lower one of them")
+    return questions[:room][:eval_n], questions[room:]
 
 
 class Study:
@@ -41,7 +53,7 @@ class Study:
         cache = self.root / "cache"
         self.responses = JsonlCache(cache / "responses.jsonl")
         j = cfg.judges
-        self.judges = JudgePool(JsonlCache(cache / "judgments.jsonl"), j.base_url, j.api_key_env,
+        self.judges = JudgePool(JsonlCache(cache / "judgments.jsonl"), j.url, j.api_key_env,
                                 j.max_new_tokens, cfg.models.batch_size)
         self.slot = ModelSlot(cfg.models)
         self.keys: dict[str, str] = {}
@@ -61,11 +73,8 @@ class Study:
         return {s: self.suite.get(s, "test")[:n] for s in self.cfg.evaluation.sets}
 
     def mmlu_records(self) -> tuple[list, list]:
-        """(evaluation slice, checkpoint-selection slice) of the MMLU questions, disjoint."""
-        mmlu = self.suite.get("mmlu", "test")
-        n_eval = self.cfg.evaluation.mmlu_n or len(mmlu)
-        n_sel = self.cfg.selection.mmlu_n or 0
-        return mmlu[:n_eval], mmlu[n_eval:n_eval + n_sel]
+        """(evaluation slice, checkpoint-selection slice) of the MMLU questions (see mmlu_slices)."""
+        return mmlu_slices(self.suite.get("mmlu", "test"), self.cfg.evaluation.mmlu_n, self.cfg.selection.mmlu_n)
 
     def judge_for(self) -> dict[str, str]:
         return {s: self.cfg.judges.spec_for(s) for s in self.cfg.evaluation.sets}
@@ -80,44 +89,39 @@ class Study:
                                      self.cfg.evaluation.mmlu_method))
         write_eval(out_dir, rows, scores)
 
+    def preview(self) -> None:
+        """Load the suite in memory, writing nothing, and check the MMLU slices (for ``--dry-run``)."""
+        self.suite = build_suite(self.cfg.data, self.data_dir)
+        self.mmlu_records()
+
     # -- stages -----------------------------------------------------------------------------
     def data(self) -> None:
         inputs = {"data": self._dump(self.cfg.data)}
         path = self._stage("data", inputs, lambda d: build_suite(self.cfg.data, self.data_dir).write(d))
         self.suite = Suite.read(path)
+        self.mmlu_records()  # fail before any model work if the MMLU slices do not fit
 
     def baseline(self) -> Path:
-        inputs = {"data": self.keys["data"], "model": model_identity(self.cfg.models.aligned),
-                  "evaluation": self._dump(self.cfg.evaluation), "judges": self._dump(self.cfg.judges)}
-        return self._stage("baseline", inputs, self.evaluate)
+        return self._stage("baseline", baseline_inputs(self), self.evaluate)
 
     def collect(self, target: str) -> Path:
-        need_retain = any(v in AUGMENTED for v in self.cfg.variants)
-        need_labels = any(v in FINETUNING for v in self.cfg.variants)
-        inputs = {"data": self.keys["data"], "model": model_identity(self.cfg.models.aligned),
-                  "labeler": model_identity(self.cfg.models.labeler) if need_labels else None,
-                  "collect": self._dump(self.cfg.collect), "judge": self.cfg.judges.spec_for(target),
-                  "retain": need_retain, "labels": need_labels}
+        inputs = collect_inputs(self, target)
         return self._stage(f"collect/{target}", inputs,
-                           lambda d: collect_sets(self, target, d, need_retain, need_labels))
+                           lambda d: collect_sets(self, target, d, inputs["retain"], inputs["labels"]))
 
     def train(self, target: str, variant: str, seed: int) -> Path:
         from .training import train_variant
 
         tcfg = self.cfg.training_for(variant, seed, target)
         name = run_name(target, variant, seed)
-        inputs = {"collect": self.keys[f"collect/{target}"], "model": model_identity(self.cfg.models.aligned),
-                  "training": tcfg.model_dump(mode="json"), "selection": self._dump(self.cfg.selection),
-                  "judge": self.cfg.judges.spec_for(target)}
-        work = self.root / "cache" / "train" / f"{name.replace('/', '-')}-{self.runner.key(inputs)[:8]}"
-        return self._stage(f"train/{name}", inputs,
+        work_key = self.runner.key(train_work_inputs(self, target, variant, seed))
+        work = self.root / "cache" / "train" / f"{name.replace('/', '-')}-{work_key[:8]}"
+        return self._stage(f"train/{name}", train_inputs(self, target, variant, seed),
                            lambda d: train_variant(self, target, variant, tcfg, work, d))
 
     def evaluate_run(self, target: str, variant: str, seed: int) -> Path:
         name = run_name(target, variant, seed)
         trained = self.root / "train" / name
-        inputs = {"train": self.keys[f"train/{name}"], "evaluation": self._dump(self.cfg.evaluation),
-                  "judges": self._dump(self.cfg.judges), "data": self.keys["data"]}
 
         def run(d: Path) -> None:
             chosen = read_json(trained / "selected.json")
@@ -127,14 +131,12 @@ class Study:
                 self.evaluate(d, full_weights=chosen["path"])
             write_json(d / "checkpoint.json", chosen)
 
-        return self._stage(f"eval/{name}", inputs, run)
+        return self._stage(f"eval/{name}", eval_inputs(self, target, variant, seed), run)
 
     def concepts(self) -> Path | None:
         c = self.cfg.concepts
         if not c.enabled:
             return None
-        inputs = {"data": self.keys["data"], "model": model_identity(self.cfg.models.aligned),
-                  "concepts": self._dump(c)}
 
         def run(d: Path) -> None:
             from ..concepts.analysis import analyse_concepts
@@ -148,17 +150,14 @@ class Study:
                              batch_size=self.cfg.models.batch_size, cache=self.root / "cache" / "states",
                              model_name=self.cfg.models.aligned)
 
-        return self._stage("concepts", inputs, run)
+        return self._stage("concepts", concepts_inputs(self), run)
 
     # -- the whole graph --------------------------------------------------------------------
-    STAGES = ("data", "baseline", "collect", "train", "eval", "concepts", "report")
-
     def run(self, until: str | None = None) -> Path:
         """Run every stage in order, or stop after stage kind ``until``; return the study dir."""
-        if until is not None and until not in self.STAGES:
-            raise ValueError(f"unknown stage {until!r}; stages: {', '.join(self.STAGES)}")
-        stop = self.STAGES.index(until) if until else len(self.STAGES) - 1
-        want = set(self.STAGES[:stop + 1])
+        preflight(self.cfg, until)
+        stop = STAGES.index(until) if until else len(STAGES) - 1
+        want = set(STAGES[:stop + 1])
         self.root.mkdir(parents=True, exist_ok=True)
         write_json(self.root / "config.json", self._dump(self.cfg))
         self.data()

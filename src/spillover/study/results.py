@@ -48,6 +48,11 @@ def score_rows(study) -> tuple[list[dict], dict]:
     return out, drops
 
 
+#: checkpoints.csv: each selection figure (percent) with its binomial standard error (points).
+CHECKPOINT_COLUMNS = ["variant", "target", "seed", "step", "mmlu", "mmlu_se", "target_refusal", "target_refusal_se",
+                      "selected"]
+
+
 def training_rows(study) -> tuple[list[dict], list[dict], list[dict]]:
     """(kl.csv, train_log.csv, checkpoints.csv) rows from every train stage."""
     kl, log, ckpts = [], [], []
@@ -85,15 +90,15 @@ def example_rows(study, per_set: int) -> list[dict]:
 def audit_rows(study) -> list[dict]:
     """Agreement of the audit judge with each set's primary judge on a seeded random subsample."""
     j = study.cfg.judges
-    if not j.audit or j.audit_sample <= 0:
+    if not j.audit_spec or j.audit_sample <= 0:
         return []
     root = study.root
     rows = read_jsonl(root / "baseline" / "responses.jsonl")
     for target, variant, seed in _runs(study.cfg):
         rows += read_jsonl(root / "eval" / run_name(target, variant, seed) / "responses.jsonl")
     sample = random.Random(0).sample(rows, min(j.audit_sample, len(rows)))
-    verdicts = study.judges.judge(j.audit, sample)
-    audit_id = verdicts[0].judge_id if verdicts else j.audit
+    verdicts = study.judges.judge(j.audit_spec, sample)
+    audit_id = verdicts[0].judge_id if verdicts else j.audit_spec
     out = []
     groups = {"all": sample, **{s: [r for r in sample if r["set"] == s] for s in sorted({r["set"] for r in sample})}}
     labels = {id(r): v.label for r, v in zip(sample, verdicts)}
@@ -147,7 +152,7 @@ def manifest(study) -> dict:
         "study": cfg.name, "config": cfg.model_dump(mode="json"), "versions": versions,
         "datasets": data_manifest.get("files", {}),
         "models": {"aligned": model_identity(cfg.models.aligned), "labeler": model_identity(cfg.models.labeler)},
-        "seeds": cfg.seeds, "judges": {"primary": judges, "audit": cfg.judges.audit},
+        "seeds": cfg.seeds, "judges": {"primary": judges, "audit": cfg.judges.audit_spec},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "timings": study.runner.timings,
     }
@@ -161,7 +166,7 @@ def write_results(study) -> Path:
     kl, log, ckpts = training_rows(study)
     write_csv(res / "kl.csv", ["variant", "target", "seed", "step", "domain", "kl"], kl)
     write_csv(res / "train_log.csv", ["variant", "target", "seed", "step", "loss", "npo", "ce", "lr"], log)
-    write_csv(res / "checkpoints.csv", ["variant", "target", "seed", "step", "mmlu", "target_refusal", "selected"], ckpts)
+    write_csv(res / "checkpoints.csv", CHECKPOINT_COLUMNS, ckpts)
     write_jsonl(res / "examples.jsonl", example_rows(study, study.cfg.evaluation.examples_per_set))
     write_json(res / "agreement.json", audit_rows(study))
     write_json(res / "calibration.json", calibration_rows(study))

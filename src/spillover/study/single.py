@@ -17,6 +17,10 @@ from .names import run_name
 from .pipeline import Study
 
 
+def _pm(value: float | None, se: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}" + (f" +- {se:.1f}" if se is not None else "")
+
+
 def single_run(study_config: Path, model: str, target: str, variant: str | list[str], out: Path,
                data_dir: Path | None, training: dict, until: str = "train") -> Path:
     """Run stages up to ``until`` ('collect' or 'train') for one target and variant in ``out``."""
@@ -34,8 +38,10 @@ def single_run(study_config: Path, model: str, target: str, variant: str | list[
             d = out / "train" / run_name(t, variants[0], seed)
             chosen = read_json(d / "selected.json")
             console.print(f"seed {seed}: selected step {chosen['step']} ({chosen['path']}); MMLU rule met: "
-                          f"{chosen['mmlu_rule_met']}")
+                          f"{chosen['mmlu_rule_met']} (MMLU on {chosen['mmlu_n']} questions, {t} refusal on "
+                          f"{chosen['validation_n']} validation prompts; +- = standard error in points)")
             for row in read_jsonl(d / "checkpoints.jsonl"):
-                console.print(f"  step {row['step']}: MMLU {row['mmlu']}  {t} validation refusal "
-                              f"{row['target_refusal']}{'  <- selected' if row['selected'] else ''}")
+                console.print(f"  step {row['step']}: MMLU {_pm(row['mmlu'], row['mmlu_se'])}  {t} validation "
+                              f"refusal {_pm(row['target_refusal'], row['target_refusal_se'])}"
+                              f"{'  <- selected' if row['selected'] else ''}")
     return out

@@ -8,7 +8,9 @@ from pathlib import Path
 from ..data.records import PromptRecord
 from ..evaluation import evaluate_responses
 from ..io import InputError, read_jsonl, write_json, write_jsonl
+from ..stats import percent_se
 from ..training import Diagnostics, Example, TrainConfig, select_checkpoint, train
+from .keys import kl_sets
 
 
 def _examples(path: Path) -> list[Example]:
@@ -28,8 +30,7 @@ def train_variant(study, target: str, variant: str, cfg: TrainConfig, work: Path
     sel = study.cfg.selection
     _, mmlu_sel = study.mmlu_records()
     diagnostics = Diagnostics(
-        kl_prompts={d: [r.prompt for r in study.suite.get(d, "test")[:sel.kl_prompts]]
-                    for d in study.cfg.evaluation.sets if d in study.suite.names() and d != "xstest"},
+        kl_prompts={d: [r.prompt for r in study.suite.get(d, "test")[:sel.kl_prompts]] for d in kl_sets(study)},
         mmlu=mmlu_sel or None, batch_size=study.cfg.models.batch_size,
         mmlu_method=study.cfg.evaluation.mmlu_method)
     study.slot.release()
@@ -38,13 +39,14 @@ def train_variant(study, target: str, variant: str, cfg: TrainConfig, work: Path
     validation = [PromptRecord.from_dict(r) for r in read_jsonl(sets / "validation.jsonl")]
     spec = study.cfg.judges.spec_for(target)
     refusal: dict[int, float] = {}
+    judged: dict[int, int] = {}
     for ck in checkpoints:
         adapter, full = (str(ck.path), None) if ck.adapter else (None, str(ck.path))
         _, _, backend = study.slot.get(study.cfg.models.aligned, adapter, full)
         if validation:
             _, scores = evaluate_responses(backend, {target: validation}, study.cfg.evaluation.decoding,
                                            study.judges, {target: spec}, study.responses)
-            refusal[ck.step] = scores[0].rate
+            refusal[ck.step], judged[ck.step] = scores[0].rate, scores[0].n
     study.slot.release()
 
     diag = read_jsonl(work / "diagnostics.jsonl")
@@ -55,10 +57,16 @@ def train_variant(study, target: str, variant: str, cfg: TrainConfig, work: Path
     if step is None:  # no checkpoint kept MMLU within the limit: take the least damaged, and say so
         step = max(checkpoints, key=lambda c: (by_step.get(c.step, {}).get("mmlu_acc", 0.0), -c.step)).step
     chosen = next(c for c in checkpoints if c.step == step)
+    mmlu_n = len(mmlu_sel)
     write_json(out_dir / "selected.json", {"step": step, "path": str(chosen.path), "adapter": chosen.adapter,
-                                           "mmlu_rule_met": rule_met, "baseline_mmlu": baseline})
-    write_jsonl(out_dir / "checkpoints.jsonl", (
-        {"step": c.step, "mmlu": by_step.get(c.step, {}).get("mmlu_acc"), "target_refusal": refusal.get(c.step),
-         "selected": c.step == step} for c in checkpoints))
+                                           "mmlu_rule_met": rule_met, "baseline_mmlu": baseline,
+                                           "baseline_mmlu_se": percent_se(baseline, mmlu_n), "mmlu_n": mmlu_n,
+                                           "validation_n": len(validation)})
+    rows = []
+    for c in checkpoints:  # each selection figure with its standard error
+        mmlu, refused = by_step.get(c.step, {}).get("mmlu_acc"), refusal.get(c.step)
+        rows.append({"step": c.step, "mmlu": mmlu, "mmlu_se": percent_se(mmlu, mmlu_n), "target_refusal": refused,
+                     "target_refusal_se": percent_se(refused, judged.get(c.step)), "selected": c.step == step})
+    write_jsonl(out_dir / "checkpoints.jsonl", rows)
     for name in ("train_log.jsonl", "diagnostics.jsonl"):
         shutil.copy(work / name, out_dir / name)

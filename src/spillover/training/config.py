@@ -6,14 +6,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..config import StrictModel
+from ..config import Seed, StrictModel
 
 
 class LoraSettings(StrictModel):
     """peft LoRA settings; ``alpha`` None means alpha = r (the paper's grid)."""
 
     r: int = Field(16, ge=1)
-    alpha: float | None = None
+    alpha: float | None = Field(None, gt=0.0)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     #: "all-linear" = every linear layer of the decoder blocks (attention and MLP), not the LM head.
     target_modules: list[str] | str = "all-linear"
@@ -44,14 +44,14 @@ class TrainConfig(StrictModel):
     full_dtype: Literal["fp32", "model"] = "fp32"
     lr: float = Field(1e-5, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
-    max_grad_norm: float | None = 1.0
+    max_grad_norm: float | None = Field(1.0, gt=0.0)
     epochs: float = Field(5.0, gt=0.0)
     max_steps: int | None = Field(None, ge=1)
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
-    seed: int = 0
+    seed: Seed = 0
     save_every: int = Field(50, ge=1)
     gradient_checkpointing: bool = False
     max_length: int = Field(512, ge=8)

@@ -1,0 +1,84 @@
+"""Study configuration: numeric bounds, errors that name file and field."""
+
+from __future__ import annotations
+
+import types
+import typing
+
+import pytest
+from pydantic import BaseModel
+
+from spillover.config import load_yaml_config
+from spillover.io import InputError
+from spillover.study import StudyConfig
+
+NUMERIC = (int, float)
+
+
+def _numeric(annotation) -> bool:
+    if annotation in NUMERIC:
+        return True
+    args = typing.get_args(annotation)
+    return (typing.get_origin(annotation) in (typing.Union, types.UnionType)
+            and any(a in NUMERIC for a in args) and all(a in NUMERIC or a is type(None) for a in args))
+
+
+def _models(annotation) -> list[type[BaseModel]]:
+    found = [a for a in (annotation, *typing.get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)]
+    for a in typing.get_args(annotation):
+        found += [m for m in _models(a) if m not in found]
+    return found
+
+
+def _unbounded(model: type[BaseModel], prefix: str = "", seen=None) -> list[str]:
+    seen = seen if seen is not None else set()
+    if model in seen:
+        return []
+    seen.add(model)
+    out = []
+    for name, field in model.model_fields.items():
+        if _numeric(field.annotation):
+            bounds = [m for m in field.metadata if any(hasattr(m, b) for b in ("ge", "gt", "le", "lt"))]
+            if not bounds:
+                out.append(prefix + name)
+        for sub in _models(field.annotation):
+            out += _unbounded(sub, f"{prefix}{name}.", seen)
+    return out
+
+
+def test_every_numeric_field_is_bounded():
+    assert _unbounded(StudyConfig) == []
+
+
+@pytest.mark.parametrize("yaml_text, field", [
+    ("evaluation: {n_per_set: -5}", "evaluation.n_per_set"),
+    ("evaluation: {n_per_set: 0}", "evaluation.n_per_set"),
+    ("evaluation: {mmlu_n: -1}", "evaluation.mmlu_n"),
+    ("selection: {mmlu_n: 0}", "selection.mmlu_n"),
+    ("selection: {max_mmlu_drop: -3}", "selection.max_mmlu_drop"),
+    ("collect: {validation_n: 0}", "collect.validation_n"),
+    ("collect: {n_target_train: -1}", "collect.n_target_train"),
+    ("models: {batch_size: 0}", "models.batch_size"),
+    ("judges: {audit_sample: -1}", "judges.audit_sample"),
+    ("seeds: [-1]", "seeds.0"),
+    ("evaluation: {decoding: {top_p: 1.5}}", "evaluation.decoding.top_p"),
+    ("training: {seed: -2}", "training.seed"),
+    ("concepts: {layers: [-1]}", "concepts.layers.0"),
+])
+def test_out_of_range_values_are_refused_naming_file_and_field(tmp_path, yaml_text, field):
+    path = tmp_path / "study.yaml"
+    path.write_text(f"name: x\n{yaml_text}\n")
+    with pytest.raises(InputError) as err:
+        load_yaml_config(StudyConfig, path)
+    assert str(path) in str(err.value) and f"field {field}:" in str(err.value)
+
+
+def test_per_target_and_per_variant_overrides_are_checked_at_load(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("name: x\ntargets: [safety]\ntarget_training: {safety: {lr: -1}}\n")
+    with pytest.raises(InputError) as err:
+        load_yaml_config(StudyConfig, path)
+    assert str(path) in str(err.value) and "target_training.safety.lr" in str(err.value)
+    path.write_text("name: x\nvariant_training: {unlearn: {batch_size: 0}}\n")
+    with pytest.raises(InputError, match=r"variant_training\.unlearn\.batch_size"):
+        load_yaml_config(StudyConfig, path)
