@@ -161,7 +161,8 @@ def test_judge_cached_never_calls_twice(tmp_path):
     assert "DOWN" in chat.calls[0][0][0]["content"]
 
 
-def test_build_judge_specs(tmp_path):
+def test_build_judge_specs(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     assert build_judge("keyword").id == KeywordJudge().id
     assert build_judge("bbq").rubric == "refusal"
     local = build_judge("rubric:local:embedded:qwen2.5-coder-0.5b-instruct", batch_size=2, max_new_tokens=32)
