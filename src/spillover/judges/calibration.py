@@ -127,7 +127,7 @@ def calibrate(judge, items: list[LabelledItem], set_name: str, cross_validate: b
     annotators = metrics([SAFE if it.references["annotator_1"] else UNSAFE for it in pairs],
                          [SAFE if it.references["annotator_2"] else UNSAFE for it in pairs]) if pairs else None
     return Calibration(
-        judge=verdicts[0].judge_id if verdicts else str(getattr(judge, "id", judge)), set=set_name,
+        judge=str(getattr(judge, "id", verdicts[0].judge_id if verdicts else judge)), set=set_name,
         mode="leave-one-group-out" if cross_validate else "direct",
         overall=metrics(gold, pred), by_group=_grouped(items, pred, lambda it: it.group),
         by_domain=_grouped(items, pred, lambda it: it.item.domain or "-"),

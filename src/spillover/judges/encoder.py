@@ -39,7 +39,7 @@ def encoder_source() -> str:
 class ResponseEncoder:
     """Pools MiniLM's last hidden states over a response's opening windows and its first 128 tokens."""
 
-    def __init__(self, source: str | None = None, device: str = "auto", batch_size: int = 32):
+    def __init__(self, source: str | None = None, device: str = "auto", batch_size: int | None = None):
         from transformers import AutoModel, AutoTokenizer
 
         self.source = source or encoder_source()
@@ -53,7 +53,7 @@ class ResponseEncoder:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(device)
         self.device = device
-        self.batch_size = batch_size
+        self.batch_size = batch_size or (256 if device.startswith("cuda") else 32)
         self.dim = self.model.config.hidden_size * (len(HEAD_WINDOWS) + 1)
 
     @torch.inference_mode()
