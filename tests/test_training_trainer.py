@@ -21,8 +21,8 @@ RETAIN = [Example(f"r{i}", f"What is the capital of France, question {i}?", "The
                   "retain") for i in range(6)]
 
 
-def _model(tiny_model_dir):
-    return load_model(str(tiny_model_dir), device="cpu", dtype="fp32")
+def _model(tiny_model_dir, dtype: str = "fp32"):
+    return load_model(str(tiny_model_dir), device="cpu", dtype=dtype)
 
 
 def _log(out: Path) -> list[dict]:
@@ -59,17 +59,18 @@ def _crash_at(step: int):
     return hook
 
 
-@pytest.mark.parametrize("full", [False, True], ids=["lora", "full"])
-def test_resume_after_crash_continues_with_same_losses(tiny_model_dir, tmp_path, full):
+@pytest.mark.parametrize("full,dtype", [(False, "fp32"), (True, "fp32"), (True, "bf16")],
+                         ids=["lora", "full", "full-bf16-kahan"])
+def test_resume_after_crash_continues_with_same_losses(tiny_model_dir, tmp_path, full, dtype):
     cfg = TrainConfig(lr=1e-2, batch_size=2, grad_accum=2, max_steps=6, save_every=2, w2=0.5,
                       lora={"r": 4}, full=full, logprob_chunk_size=16)
     ref_out, out = tmp_path / "ref", tmp_path / "run"
-    train(_model(tiny_model_dir), FORGET, RETAIN, cfg, ref_out, resume=False)
+    train(_model(tiny_model_dir, dtype), FORGET, RETAIN, cfg, ref_out, resume=False)
     with pytest.raises(KeyboardInterrupt):
-        train(_model(tiny_model_dir), FORGET, RETAIN, cfg, out, on_step=_crash_at(5))
+        train(_model(tiny_model_dir, dtype), FORGET, RETAIN, cfg, out, on_step=_crash_at(5))
     assert [r["step"] for r in _log(out)] == [1, 2, 3, 4, 5]
     seen = []
-    ckpts = train(_model(tiny_model_dir), FORGET, RETAIN, cfg, out, on_step=lambda s, r: seen.append(s))
+    ckpts = train(_model(tiny_model_dir, dtype), FORGET, RETAIN, cfg, out, on_step=lambda s, r: seen.append(s))
     assert seen == [5, 6]  # resumed after checkpoint-4
     assert [c.step for c in ckpts] == [2, 4, 6]
     expected, got = _log(ref_out), _log(out)
