@@ -127,6 +127,40 @@ def test_ce_loss_is_token_mean():
     assert ce_loss(torch.tensor([-4.0, -6.0]), torch.tensor([2, 3])).item() == pytest.approx(2.0)
 
 
+def test_ce_loss_sequence_sum_is_mean_summed_response_nll():
+    logps, n = torch.tensor([-4.0, -6.0]), torch.tensor([2, 3])
+    assert ce_loss(logps, n, "sequence_sum").item() == pytest.approx(5.0)  # (4 + 6) / 2 sequences
+    with pytest.raises(ValueError, match="reduction"):
+        ce_loss(logps, n, "sum")
+
+
+@pytest.mark.parametrize("reduction,expected", [("token_mean", 2.0), ("sequence_sum", 5.0)])
+def test_retain_and_finetune_ce_follow_ce_reduction(reduction, expected):
+    logps, n = torch.tensor([-4.0, -6.0]), torch.tensor([2, 3])
+    unlearn = Objective.from_config(TrainConfig(method="npo", w2=0.5, ce_reduction=reduction))
+    loss, parts = unlearn.retain_loss(logps, n)
+    assert parts == {"retain_ce": pytest.approx(expected)} and loss.item() == pytest.approx(0.5 * expected)
+    finetune = Objective.from_config(TrainConfig(method="ce", w3=2.0, ce_reduction=reduction))
+    assert finetune.main_loss(logps, n, None)[0].item() == pytest.approx(2.0 * expected)
+    assert unlearn.describe() == f"1 * NPO[beta=0.1](forget) + 0.5 * CE[{reduction}](retain)"
+
+
+def test_paper_presets_use_sequence_level_ce_and_manifest_says_so():
+    from pathlib import Path
+
+    from spillover.config import load_yaml_config
+    from spillover.study.config import StudyConfig
+    from spillover.study.training import loss_formulas
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("paper-qwen.yaml", "paper-mistral.yaml"):
+        losses = loss_formulas(load_yaml_config(StudyConfig, configs / name))
+        assert losses["safety/aug_unlearn"] == "1 * NPO[beta=0.1](forget) + 1 * CE[sequence_sum](retain)"
+        assert losses["cybersecurity/aug_finetune"] == "1 * CE[sequence_sum](finetune) + 1 * CE[sequence_sum](retain)"
+    for name in ("train-paper-lora.yaml", "train-paper-full.yaml"):
+        assert load_yaml_config(TrainConfig, configs / name).ce_reduction == "sequence_sum"
+
+
 def test_objective_from_config():
     assert Objective.from_config(TrainConfig(method="npo", w1=2, w2=0.5)) == Objective("unlearn", 2, 0.5, 0.1)
     ft = Objective.from_config(TrainConfig(method="ce", w3=3, w2=0))

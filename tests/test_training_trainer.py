@@ -142,7 +142,7 @@ def test_cli_unlearn_and_finetune_from_files(tiny_model_dir, tmp_path):
     retain = _write(tmp_path / "retain.jsonl", [{"id": e.id, "prompt": e.prompt, "response": e.response}
                                                 for e in RETAIN])
     preset = tmp_path / "preset.yaml"
-    preset.write_text("lr: 0.01\nbatch_size: 2\nsave_every: 2\nlora:\n  r: 8\n")
+    preset.write_text("lr: 0.01\nbatch_size: 2\nsave_every: 2\nce_reduction: sequence_sum\nlora:\n  r: 8\n")
     runner = CliRunner()
     res = runner.invoke(app, ["unlearn", "--model", str(tiny_model_dir), "--target", "cyber", "--forget", str(forget),
                               "--retain", str(retain), "--w2", "1", "--lora-r", "4", "--max-steps", "2",
@@ -150,6 +150,7 @@ def test_cli_unlearn_and_finetune_from_files(tiny_model_dir, tmp_path):
     assert res.exit_code == 0, res.output
     run = json.loads((tmp_path / "u" / "run.json").read_text())
     assert run["target"] == "cybersecurity" and run["config"]["lora"]["r"] == 4 and run["config"]["lr"] == 0.01
+    assert run["loss"] == "1 * NPO[beta=0.1](forget) + 1 * CE[sequence_sum](retain)"
     assert (tmp_path / "u" / "checkpoint-2" / "adapter_model.safetensors").exists()
     res = runner.invoke(app, ["finetune", "--model", str(tiny_model_dir), "--target", "safety", "--train", str(forget),
                               "--max-steps", "1", "--batch-size", "2", "--out", str(tmp_path / "f")])

@@ -45,7 +45,7 @@ def _run(method: str, model: str, target: str, main: Path, main_kind: str, retai
     from ..config import format_validation_error, load_yaml_config
     from ..domains import parse_domain
     from ..io import InputError, sha256_file, write_json
-    from ..training import TrainConfig, train
+    from ..training import Objective, TrainConfig, train
     from ..training.examples import read_examples
 
     try:
@@ -73,7 +73,7 @@ def _run(method: str, model: str, target: str, main: Path, main_kind: str, retai
         raise InputError("--w2 > 0 needs --retain FILE")
     write_json(out / "run.json", {
         "command": "unlearn" if method == "npo" else "finetune", "model": model, "target": domain.value,
-        "config": cfg.model_dump(),
+        "config": cfg.model_dump(), "loss": Objective.from_config(cfg).describe(),
         "inputs": {name: {"path": str(p), "sha256": sha256_file(p), "rows": n} for name, p, n in (
             ("main", main, len(main_examples)),
             ("retain", retain, len(retain_examples or []))) if p is not None},

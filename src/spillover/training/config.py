@@ -60,6 +60,10 @@ class TrainConfig(StrictModel):
     gradient_checkpointing: bool = False
     max_length: int = Field(512, ge=8)
     retain_ratio: float = Field(1.0, gt=0.0)
+    #: reduction of every CE term (retain, finetune): "token_mean" = per response token;
+    #: "sequence_sum" = per-sequence sum averaged over the batch (the paper's -E log pi(y|x), the
+    #: scale of NPO's summed log-probs). docs/training.md, "Loss scale".
+    ce_reduction: Literal["token_mean", "sequence_sum"] = "token_mean"
     #: rows of the LM head computed at once for log-probs; 0 = plain full-logit log-softmax.
     logprob_chunk_size: int = Field(1024, ge=0)
     system_prompt: str | None = None
