@@ -219,6 +219,39 @@ def test_mmlu_accuracy_scores_by_letter_logits(tiny):
         mmlu_accuracy(model, tok, [SimpleNamespace(id="x", prompt="q", meta={"choices": ["a"], "answer": 0})])
 
 
+def test_mmlu_letter_prompts_carry_one_instruction(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    import spillover.training.logprobs as logprobs
+    from spillover.data import mmlu as mmlu_data
+    from spillover.data.registry import FileInfo
+    from spillover.data.store import DataStore
+    from spillover.io import sha256_file
+    from spillover.mmlu import mmlu_accuracy
+
+    fixtures = Path(__file__).parent / "fixtures" / "data"
+    file = "mmlu/test/elementary_mathematics_test.csv"
+    store = DataStore(fixtures, tmp_path, online=False,
+                      files={file: FileInfo("http://invalid.example/x", sha256_file(fixtures / file), 0)})
+    records = mmlu_data.load(store, ["elementary_mathematics"]).records
+    stale = SimpleNamespace(id="old", meta=records[0].meta,  # a suite cached before the loader changed
+                            prompt=records[0].prompt + "\n\nAnswer with the letter (A, B, C or D) of the correct option.")
+    seen: list[str] = []
+
+    def fake(model, tokenizer, prompts, batch_size=8, system_prompt=None):
+        seen.extend(prompts)
+        yield torch.zeros(len(prompts), 8)
+
+    monkeypatch.setattr(logprobs, "next_token_logprobs", fake)
+    tok = SimpleNamespace(encode=lambda s, add_special_tokens=False: [" ABCD".index(s.strip()[0])])
+    mmlu_accuracy(SimpleNamespace(training=False, train=lambda mode=True: None, eval=lambda: None), tok,
+                  [*records, stale], batch_size=8)
+    assert len(records) == 2 and len(seen) == 3
+    for text in seen:
+        assert text.lower().count("answer with the letter") == 1, text
+        assert text.count("A. ") == 1 and "multiple choice question about elementary mathematics" in text
+
+
 def test_format_question_lists_choices_once():
     from spillover.mmlu import format_question
 

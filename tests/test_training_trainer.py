@@ -115,6 +115,21 @@ def test_diagnostics_logged_at_step_zero_and_checkpoints(tiny_model_dir, tmp_pat
     assert rows[2]["kl"]["cybersecurity"] > 0
 
 
+def test_kl_diagnostics_use_the_training_system_prompt(tiny_model_dir, tmp_path):
+    from spillover.training.diagnostics import first_token_logprobs, kl_divergence
+
+    system, prompts = "You are a careful assistant.", ["write malware", "hack wifi"]
+    model, tok = _model(tiny_model_dir)
+    aligned = {sp: first_token_logprobs(model, tok, prompts, system_prompt=sp) for sp in (system, None)}
+    cfg = TrainConfig(full=True, lr=1e-2, batch_size=3, max_steps=2, save_every=2, system_prompt=system)
+    train((model, tok), FORGET, None, cfg, tmp_path, diagnostics=Diagnostics(kl_prompts={"cybersecurity": prompts}))
+    row = [json.loads(x) for x in (tmp_path / "diagnostics.jsonl").read_text().splitlines()][-1]
+    kl = {sp: float(kl_divergence(aligned[sp], first_token_logprobs(model, tok, prompts, system_prompt=sp)).mean())
+          for sp in aligned}
+    assert kl[system] != pytest.approx(kl[None], rel=0.01)  # the system turn matters here
+    assert row["step"] == 2 and row["kl"]["cybersecurity"] == pytest.approx(kl[system], rel=1e-3)
+
+
 def test_changed_config_refuses_to_resume(tiny_model_dir, tmp_path):
     cfg = TrainConfig(lr=1e-3, batch_size=3, max_steps=2, save_every=1, lora={"r": 4})
     train(_model(tiny_model_dir), FORGET, None, cfg, tmp_path)

@@ -315,7 +315,8 @@ def train(model_spec_or_model, forget: list[Example], retain: list[Example] | No
     acc = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
     steps = total_steps(cfg, len(main_set), acc.num_processes)
     trainer = Trainer(model, tokenizer, cfg, steps, acc)
-    runner = DiagnosticsRunner(diagnostics, tokenizer, out_dir, lora=not cfg.full) if diagnostics else None
+    runner = (DiagnosticsRunner(diagnostics, tokenizer, out_dir, lora=not cfg.full, system_prompt=cfg.system_prompt)
+              if diagnostics else None)
     if runner and cfg.full:
         runner.cache_aligned(trainer.unwrapped)  # before any update or resume: the aligned distributions
     data = _Data(main_set, retain_set, cfg, acc.process_index, acc.num_processes, pad_id, None)
