@@ -173,6 +173,39 @@ def test_cli_unlearn_and_finetune_from_files(tiny_model_dir, tmp_path):
     assert "retain_ce" not in _log(tmp_path / "f")[0] and "ce" in _log(tmp_path / "f")[0]
 
 
+@pytest.mark.parametrize("extra", [["--config", "p.yaml"], ["--retain", "r.jsonl"], ["--kl-prompts", "k.jsonl"],
+                                   ["--mmlu", "m.jsonl"], ["--no-resume"]])
+def test_cli_unlearn_without_forget_refuses_file_only_options(monkeypatch, tmp_path, extra):
+    from typer.testing import CliRunner
+
+    import spillover.study.single as single
+    from spillover.cli import app
+    from spillover.io import InputError
+
+    calls = []
+    monkeypatch.setattr(single, "single_run", lambda *a, **k: calls.append((a, k)))
+    res = CliRunner().invoke(app, ["unlearn", "--model", "m", "--target", "cyber", "--out", str(tmp_path), *extra])
+    assert isinstance(res.exception, InputError) and extra[0] in str(res.exception) and "--forget" in str(res.exception)
+    assert calls == []
+
+
+def test_cli_unlearn_without_forget_passes_every_training_option(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import spillover.study.single as single
+    from spillover.cli import app
+
+    calls = []
+    monkeypatch.setattr(single, "single_run", lambda *a, **k: calls.append(a))
+    res = CliRunner().invoke(app, ["unlearn", "--model", "m", "--target", "cyber", "--out", str(tmp_path),
+                                   "--max-length", "128", "--grad-accum", "4", "--lr", "0.001", "--w2", "1"])
+    assert res.exit_code == 0, res.output
+    (_, _, _, variant, _, _, training), = calls
+    assert variant == "aug_unlearn"
+    assert {k: v for k, v in training.items() if v is not None} == {"max_length": 128, "grad_accum": 4, "lr": 0.001,
+                                                                      "w2": 1.0}
+
+
 def test_cli_bad_input_names_file_and_row(tiny_model_dir, tmp_path):
     import subprocess
     import sys

@@ -118,15 +118,25 @@ def unlearn(
     """Refusal unlearning with NPO (plus w2 x CE on a retain set: augmented unlearning).
 
     Without --forget: collect the forget (and retain) set from the suite, train, measure every
-    checkpoint and select one, with the settings of --study-config for the rest.
+    checkpoint and select one, with the settings of --study-config for the rest (its training
+    section is the preset; the training options above override it). --config, --retain,
+    --kl-prompts, --mmlu and --no-resume need --forget: they are refused without it.
     """
     if forget is None:
+        from ..io import InputError
         from ..study.single import single_run
 
+        file_only = [name for name, given in (("--config", config), ("--retain", retain), ("--kl-prompts", kl_prompts),
+                                              ("--mmlu", mmlu), ("--no-resume", not resume)) if given]
+        if file_only:
+            raise InputError(f"{', '.join(file_only)} only apply with --forget FILE; without it the sets, "
+                             f"diagnostics and training preset come from --study-config {study_config} and its "
+                             f"stages always resume (use a new --out to start over)")
         variant = "aug_unlearn" if (w2 or 0) > 0 else "unlearn"
         single_run(study_config, model, target, variant, out, data_dir,
                    {"w1": w1, "w2": w2, "beta": beta, "lora.r": lora_r, "full": full, "lr": lr, "epochs": epochs,
-                    "max_steps": max_steps, "batch_size": batch_size, "save_every": save_every, "seed": seed})
+                    "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum,
+                    "save_every": save_every, "seed": seed, "max_length": max_length})
         return
     _run("npo", model, target, forget, "forget", retain, out, config,
          {"w1": w1, "w2": w2, "beta": beta, "lora.r": lora_r, "full": full, "lr": lr, "epochs": epochs,
