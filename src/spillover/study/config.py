@@ -22,10 +22,15 @@ class ModelsConfig(StrictModel):
 
     aligned: str = DEFAULT_ALIGNED
     labeler: str = Field(DEFAULT_LABELER, description="Unaligned model that writes finetuning labels.")
+    target_labeler: dict[Domain, str] = Field(default_factory=dict,
+                                              description="Per-target labeler overriding labeler (may be a base model).")
     device: str = "auto"
     dtype: str = "auto"
     backend: Literal["hf", "static"] = Field("hf", description="Generation backend; static = CUDA graphs (GPU).")
     batch_size: int = 8
+
+    def labeler_for(self, target: str) -> str:
+        return self.target_labeler.get(Domain(target), self.labeler)
 
 
 class JudgesConfig(StrictModel):

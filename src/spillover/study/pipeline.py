@@ -95,7 +95,7 @@ class Study:
         need_retain = any(v in AUGMENTED for v in self.cfg.variants)
         need_labels = any(v in FINETUNING for v in self.cfg.variants)
         inputs = {"data": self.keys["data"], "model": model_identity(self.cfg.models.aligned),
-                  "labeler": model_identity(self.cfg.models.labeler) if need_labels else None,
+                  "labeler": model_identity(self.cfg.models.labeler_for(target)) if need_labels else None,
                   "collect": self._dump(self.cfg.collect), "judge": self.cfg.judges.spec_for(target),
                   "retain": need_retain, "labels": need_labels}
         return self._stage(f"collect/{target}", inputs,
