@@ -67,7 +67,7 @@ class Objective:
         return cls("finetune", cfg.w3, cfg.w2, cfg.beta, cfg.ce_reduction)
 
     def describe(self) -> str:
-        """The loss as a formula, e.g. "1 * NPO(forget) + 1 * CE[sequence_sum](retain)"."""
+        """The loss as a formula, e.g. "1 * NPO[beta=0.1](forget) + 1 * CE[sequence_sum](retain)"."""
         ce = f"CE[{self.ce_reduction}]"
         main = f"NPO[beta={self.beta:g}](forget)" if self.kind == "unlearn" else f"{ce}(finetune)"
         text = f"{self.main_weight:g} * {main}"
