@@ -17,8 +17,10 @@ Sections (each prints a table and writes ``<out>/<section>-<model>.json``):
            copy, full-logit log-softmax).
   full     NPO full-rank steps: the project's Trainer with reference log-probs cached before
            training against a deep-copied reference; runs under ``accelerate launch`` (FSDP).
-           Variants (--variants): common[-fused] and project[-bf16|-fp32][-gc][-bf16lora][-fused]
-           [-nosync]: gc = gradient checkpointing; bf16lora, fused (AdamW fused=True) and nosync
+           Variants (--variants): common[-fused] and project[-bf16|-fp32][-plain][-gc][-bf16lora]
+           [-fused][-nosync]: bf16 = the TrainConfig default (bf16 weights, Kahan-compensated
+           AdamW), plain = torch AdamW on the bf16 weights (kahan_sum false: small updates round
+           away), gc = gradient checkpointing; bf16lora, fused (torch AdamW fused=True) and nosync
            (sync_free_logprobs) are proposed changes applied from here. --profile prints the
            kernels of one step.
   extract  spillover.concepts.extract.extract_last_token_states (all layers, last token).
@@ -323,9 +325,10 @@ def train_variant(args, device, acc, variant: str, full: bool) -> dict:
         def step():
             npo_common_step(policy, ref, batch, opt, acc, 0.1, 1.0)
     else:
-        # project variants: "project[-bf16|-fp32][-gc][-bf16lora][-fused][-nosync]"; the last three
-        # are proposed changes, applied from outside the Trainer
+        # project variants: "project[-bf16|-fp32][-plain][-gc][-bf16lora][-fused][-nosync]"; the last
+        # three are proposed changes, applied from outside the Trainer
         cfg = TrainConfig(method="npo", full=full, full_dtype="fp32" if "fp32" in parts else "model",
+                          kahan_sum="plain" not in parts,
                           lora=LoraSettings(r=args.lora_r), batch_size=bs, max_length=seq,
                           gradient_checkpointing="gc" in parts, logprob_chunk_size=args.chunk_size,
                           lr=1e-5, max_steps=1000)
@@ -334,8 +337,10 @@ def train_variant(args, device, acc, variant: str, full: bool) -> dict:
             for p in trainer.unwrapped.parameters():
                 if p.requires_grad:
                     p.data = p.data.to(torch.bfloat16)
-        if "fused" in parts:  # torch AdamW reads these per step: no full-size foreach temporaries
-            for group in trainer.optimizer.optimizer.param_groups:
+        optimizer = trainer.optimizer.optimizer
+        info["optimizer"] = f"{type(optimizer).__module__}.{type(optimizer).__name__}"
+        if "fused" in parts and isinstance(optimizer, torch.optim.AdamW):  # no foreach temporaries
+            for group in optimizer.param_groups:
                 group.update(fused=True, foreach=False)
         if "nosync" in parts:  # swapped in for this variant only (restored below)
             trainer_module.sequence_logprobs = sync_free_logprobs
@@ -539,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device("cuda", torch.cuda.current_device())
     defaults = {"gen": 64, "lora": 8, "full": 4, "extract": 32, "real": 8}
     variants = {"lora": ["common", "project", "project-gc", "project-gc-bf16lora"],
-                "full": ["common", "project-bf16", "project-bf16-gc", "project-fp32"]}
+                "full": ["common", "project-bf16", "project-bf16-plain", "project-bf16-gc", "project-fp32"]}
     sections = ["gen", "lora", "full", "extract"] if args.section == "all" else [args.section]
     status = 0
     for section in sections:

@@ -41,7 +41,7 @@ def test_sync_free_logprobs_equal_project_logprobs(tiny_model_dir):
 
 
 @pytest.mark.parametrize("section,variants", [("lora", ["common", "project-nosync"]),
-                                              ("full", ["common", "project-bf16-fused"])])
+                                              ("full", ["common", "project-bf16-fused", "project-bf16-plain"])])
 def test_training_sections_write_results(tiny_config, tmp_path, section, variants):
     status = gpu_bench.main([section, "--model-config", str(tiny_config), "--device", "cpu", "--out", str(tmp_path),
                              "--batch", "2", "--seq", "16", "--prompt-tokens", "4", "--steps", "1", "--warmup", "0",
@@ -50,6 +50,8 @@ def test_training_sections_write_results(tiny_config, tmp_path, section, variant
     rows = json.loads((tmp_path / f"{section}-tiny-qwen-1p.json").read_text())["results"]
     assert [r["variant"] for r in rows] == variants
     assert all(r["s_per_step"] > 0 and "error" not in r for r in rows)
+    if section == "full":  # bf16 weights: Kahan-compensated by default, torch AdamW when plain
+        assert [r["optimizer"] for r in rows[1:]] == ["optimi.adamw.AdamW", "torch.optim.adamw.AdamW"]
     import spillover.training.logprobs as logprobs
     import spillover.training.trainer as trainer
 

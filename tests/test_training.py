@@ -127,6 +127,40 @@ def test_ce_loss_is_token_mean():
     assert ce_loss(torch.tensor([-4.0, -6.0]), torch.tensor([2, 3])).item() == pytest.approx(2.0)
 
 
+def test_ce_loss_sequence_sum_is_mean_summed_response_nll():
+    logps, n = torch.tensor([-4.0, -6.0]), torch.tensor([2, 3])
+    assert ce_loss(logps, n, "sequence_sum").item() == pytest.approx(5.0)  # (4 + 6) / 2 sequences
+    with pytest.raises(ValueError, match="reduction"):
+        ce_loss(logps, n, "sum")
+
+
+@pytest.mark.parametrize("reduction,expected", [("token_mean", 2.0), ("sequence_sum", 5.0)])
+def test_retain_and_finetune_ce_follow_ce_reduction(reduction, expected):
+    logps, n = torch.tensor([-4.0, -6.0]), torch.tensor([2, 3])
+    unlearn = Objective.from_config(TrainConfig(method="npo", w2=0.5, ce_reduction=reduction))
+    loss, parts = unlearn.retain_loss(logps, n)
+    assert parts == {"retain_ce": pytest.approx(expected)} and loss.item() == pytest.approx(0.5 * expected)
+    finetune = Objective.from_config(TrainConfig(method="ce", w3=2.0, ce_reduction=reduction))
+    assert finetune.main_loss(logps, n, None)[0].item() == pytest.approx(2.0 * expected)
+    assert unlearn.describe() == f"1 * NPO[beta=0.1](forget) + 0.5 * CE[{reduction}](retain)"
+
+
+def test_paper_presets_use_sequence_level_ce_and_manifest_says_so():
+    from pathlib import Path
+
+    from spillover.config import load_yaml_config
+    from spillover.study.config import StudyConfig
+    from spillover.study.training import loss_formulas
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("paper-qwen.yaml", "paper-mistral.yaml"):
+        losses = loss_formulas(load_yaml_config(StudyConfig, configs / name))
+        assert losses["safety/aug_unlearn"] == "1 * NPO[beta=0.1](forget) + 1 * CE[sequence_sum](retain)"
+        assert losses["cybersecurity/aug_finetune"] == "1 * CE[sequence_sum](finetune) + 1 * CE[sequence_sum](retain)"
+    for name in ("train-paper-lora.yaml", "train-paper-full.yaml"):
+        assert load_yaml_config(TrainConfig, configs / name).ce_reduction == "sequence_sum"
+
+
 def test_objective_from_config():
     assert Objective.from_config(TrainConfig(method="npo", w1=2, w2=0.5)) == Objective("unlearn", 2, 0.5, 0.1)
     ft = Objective.from_config(TrainConfig(method="ce", w3=3, w2=0))
@@ -183,6 +217,39 @@ def test_mmlu_accuracy_scores_by_letter_logits(tiny):
     assert mmlu_accuracy(model, tok, recs, batch_size=2) == (expected, 3)
     with pytest.raises(ValueError, match="record 0"):
         mmlu_accuracy(model, tok, [SimpleNamespace(id="x", prompt="q", meta={"choices": ["a"], "answer": 0})])
+
+
+def test_mmlu_letter_prompts_carry_one_instruction(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    import spillover.training.logprobs as logprobs
+    from spillover.data import mmlu as mmlu_data
+    from spillover.data.registry import FileInfo
+    from spillover.data.store import DataStore
+    from spillover.io import sha256_file
+    from spillover.mmlu import mmlu_accuracy
+
+    fixtures = Path(__file__).parent / "fixtures" / "data"
+    file = "mmlu/test/elementary_mathematics_test.csv"
+    store = DataStore(fixtures, tmp_path, online=False,
+                      files={file: FileInfo("http://invalid.example/x", sha256_file(fixtures / file), 0)})
+    records = mmlu_data.load(store, ["elementary_mathematics"]).records
+    stale = SimpleNamespace(id="old", meta=records[0].meta,  # a suite cached before the loader changed
+                            prompt=records[0].prompt + "\n\nAnswer with the letter (A, B, C or D) of the correct option.")
+    seen: list[str] = []
+
+    def fake(model, tokenizer, prompts, batch_size=8, system_prompt=None):
+        seen.extend(prompts)
+        yield torch.zeros(len(prompts), 8)
+
+    monkeypatch.setattr(logprobs, "next_token_logprobs", fake)
+    tok = SimpleNamespace(encode=lambda s, add_special_tokens=False: [" ABCD".index(s.strip()[0])])
+    mmlu_accuracy(SimpleNamespace(training=False, train=lambda mode=True: None, eval=lambda: None), tok,
+                  [*records, stale], batch_size=8)
+    assert len(records) == 2 and len(seen) == 3
+    for text in seen:
+        assert text.lower().count("answer with the letter") == 1, text
+        assert text.count("A. ") == 1 and "multiple choice question about elementary mathematics" in text
 
 
 def test_format_question_lists_choices_once():

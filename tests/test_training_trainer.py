@@ -21,8 +21,8 @@ RETAIN = [Example(f"r{i}", f"What is the capital of France, question {i}?", "The
                   "retain") for i in range(6)]
 
 
-def _model(tiny_model_dir):
-    return load_model(str(tiny_model_dir), device="cpu", dtype="fp32")
+def _model(tiny_model_dir, dtype: str = "fp32"):
+    return load_model(str(tiny_model_dir), device="cpu", dtype=dtype)
 
 
 def _log(out: Path) -> list[dict]:
@@ -59,17 +59,18 @@ def _crash_at(step: int):
     return hook
 
 
-@pytest.mark.parametrize("full", [False, True], ids=["lora", "full"])
-def test_resume_after_crash_continues_with_same_losses(tiny_model_dir, tmp_path, full):
+@pytest.mark.parametrize("full,dtype", [(False, "fp32"), (True, "fp32"), (True, "bf16")],
+                         ids=["lora", "full", "full-bf16-kahan"])
+def test_resume_after_crash_continues_with_same_losses(tiny_model_dir, tmp_path, full, dtype):
     cfg = TrainConfig(lr=1e-2, batch_size=2, grad_accum=2, max_steps=6, save_every=2, w2=0.5,
                       lora={"r": 4}, full=full, logprob_chunk_size=16)
     ref_out, out = tmp_path / "ref", tmp_path / "run"
-    train(_model(tiny_model_dir), FORGET, RETAIN, cfg, ref_out, resume=False)
+    train(_model(tiny_model_dir, dtype), FORGET, RETAIN, cfg, ref_out, resume=False)
     with pytest.raises(KeyboardInterrupt):
-        train(_model(tiny_model_dir), FORGET, RETAIN, cfg, out, on_step=_crash_at(5))
+        train(_model(tiny_model_dir, dtype), FORGET, RETAIN, cfg, out, on_step=_crash_at(5))
     assert [r["step"] for r in _log(out)] == [1, 2, 3, 4, 5]
     seen = []
-    ckpts = train(_model(tiny_model_dir), FORGET, RETAIN, cfg, out, on_step=lambda s, r: seen.append(s))
+    ckpts = train(_model(tiny_model_dir, dtype), FORGET, RETAIN, cfg, out, on_step=lambda s, r: seen.append(s))
     assert seen == [5, 6]  # resumed after checkpoint-4
     assert [c.step for c in ckpts] == [2, 4, 6]
     expected, got = _log(ref_out), _log(out)
@@ -114,6 +115,21 @@ def test_diagnostics_logged_at_step_zero_and_checkpoints(tiny_model_dir, tmp_pat
     assert rows[2]["kl"]["cybersecurity"] > 0
 
 
+def test_kl_diagnostics_use_the_training_system_prompt(tiny_model_dir, tmp_path):
+    from spillover.training.diagnostics import first_token_logprobs, kl_divergence
+
+    system, prompts = "You are a careful assistant.", ["write malware", "hack wifi"]
+    model, tok = _model(tiny_model_dir)
+    aligned = {sp: first_token_logprobs(model, tok, prompts, system_prompt=sp) for sp in (system, None)}
+    cfg = TrainConfig(full=True, lr=1e-2, batch_size=3, max_steps=2, save_every=2, system_prompt=system)
+    train((model, tok), FORGET, None, cfg, tmp_path, diagnostics=Diagnostics(kl_prompts={"cybersecurity": prompts}))
+    row = [json.loads(x) for x in (tmp_path / "diagnostics.jsonl").read_text().splitlines()][-1]
+    kl = {sp: float(kl_divergence(aligned[sp], first_token_logprobs(model, tok, prompts, system_prompt=sp)).mean())
+          for sp in aligned}
+    assert kl[system] != pytest.approx(kl[None], rel=0.01)  # the system turn matters here
+    assert row["step"] == 2 and row["kl"]["cybersecurity"] == pytest.approx(kl[system], rel=1e-3)
+
+
 def test_changed_config_refuses_to_resume(tiny_model_dir, tmp_path):
     cfg = TrainConfig(lr=1e-3, batch_size=3, max_steps=2, save_every=1, lora={"r": 4})
     train(_model(tiny_model_dir), FORGET, None, cfg, tmp_path)
@@ -141,7 +157,7 @@ def test_cli_unlearn_and_finetune_from_files(tiny_model_dir, tmp_path):
     retain = _write(tmp_path / "retain.jsonl", [{"id": e.id, "prompt": e.prompt, "response": e.response}
                                                 for e in RETAIN])
     preset = tmp_path / "preset.yaml"
-    preset.write_text("lr: 0.01\nbatch_size: 2\nsave_every: 2\nlora:\n  r: 8\n")
+    preset.write_text("lr: 0.01\nbatch_size: 2\nsave_every: 2\nce_reduction: sequence_sum\nlora:\n  r: 8\n")
     runner = CliRunner()
     res = runner.invoke(app, ["unlearn", "--model", str(tiny_model_dir), "--target", "cyber", "--forget", str(forget),
                               "--retain", str(retain), "--w2", "1", "--lora-r", "4", "--max-steps", "2",
@@ -149,11 +165,45 @@ def test_cli_unlearn_and_finetune_from_files(tiny_model_dir, tmp_path):
     assert res.exit_code == 0, res.output
     run = json.loads((tmp_path / "u" / "run.json").read_text())
     assert run["target"] == "cybersecurity" and run["config"]["lora"]["r"] == 4 and run["config"]["lr"] == 0.01
+    assert run["loss"] == "1 * NPO[beta=0.1](forget) + 1 * CE[sequence_sum](retain)"
     assert (tmp_path / "u" / "checkpoint-2" / "adapter_model.safetensors").exists()
     res = runner.invoke(app, ["finetune", "--model", str(tiny_model_dir), "--target", "safety", "--train", str(forget),
                               "--max-steps", "1", "--batch-size", "2", "--out", str(tmp_path / "f")])
     assert res.exit_code == 0, res.output
     assert "retain_ce" not in _log(tmp_path / "f")[0] and "ce" in _log(tmp_path / "f")[0]
+
+
+@pytest.mark.parametrize("extra", [["--config", "p.yaml"], ["--retain", "r.jsonl"], ["--kl-prompts", "k.jsonl"],
+                                   ["--mmlu", "m.jsonl"], ["--no-resume"]])
+def test_cli_unlearn_without_forget_refuses_file_only_options(monkeypatch, tmp_path, extra):
+    from typer.testing import CliRunner
+
+    import spillover.study.single as single
+    from spillover.cli import app
+    from spillover.io import InputError
+
+    calls = []
+    monkeypatch.setattr(single, "single_run", lambda *a, **k: calls.append((a, k)))
+    res = CliRunner().invoke(app, ["unlearn", "--model", "m", "--target", "cyber", "--out", str(tmp_path), *extra])
+    assert isinstance(res.exception, InputError) and extra[0] in str(res.exception) and "--forget" in str(res.exception)
+    assert calls == []
+
+
+def test_cli_unlearn_without_forget_passes_every_training_option(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import spillover.study.single as single
+    from spillover.cli import app
+
+    calls = []
+    monkeypatch.setattr(single, "single_run", lambda *a, **k: calls.append(a))
+    res = CliRunner().invoke(app, ["unlearn", "--model", "m", "--target", "cyber", "--out", str(tmp_path),
+                                   "--max-length", "128", "--grad-accum", "4", "--lr", "0.001", "--w2", "1"])
+    assert res.exit_code == 0, res.output
+    (_, _, _, variant, _, _, training), = calls
+    assert variant == "aug_unlearn"
+    assert {k: v for k, v in training.items() if v is not None} == {"max_length": 128, "grad_accum": 4, "lr": 0.001,
+                                                                      "w2": 1.0}
 
 
 def test_cli_bad_input_names_file_and_row(tiny_model_dir, tmp_path):

@@ -1,8 +1,9 @@
 """MMLU accuracy, by answer letter (default) or by the likelihood of each answer's text (cloze).
 
-letter: the question is chat-formatted as one user turn (the record's prompt, its four choices as
-"A. ..." lines unless the prompt already lists them, and an instruction to answer with the
-letter); the predicted answer is the letter whose token gets the highest logit at the first
+letter: the question is chat-formatted as one user turn (the question with its subject header and
+its four choices as "A. ..." lines, rebuilt from ``meta`` when it has "question" and "subject",
+else the record's prompt plus the choices unless it lists them; then the one instruction to answer
+with the letter); the predicted answer is the letter whose token gets the highest logit at the first
 response position. Letter tokens are looked up both bare ("A") and space-prefixed (" A"); the
 larger log-prob of the two counts.
 
@@ -25,6 +26,16 @@ def format_question(prompt: str, choices: list[str]) -> str:
     if not all(f"{letter}. {c}" in prompt for letter, c in zip(LETTERS, choices)):
         prompt = prompt.rstrip() + "\n\n" + "\n".join(f"{letter}. {c}" for letter, c in zip(LETTERS, choices))
     return f"{prompt}\n\n{INSTRUCTION}"
+
+
+def letter_prompt(record, choices: list[str]) -> str:
+    """The user message of a letter-scored record (one instruction, whatever its stored prompt says)."""
+    from .data.mmlu import render
+
+    meta = getattr(record, "meta", None) or {}
+    if meta.get("question") and meta.get("subject"):
+        return format_question(render(meta["subject"], meta["question"], choices), choices)
+    return format_question(record.prompt, choices)
 
 
 def letter_token_ids(tokenizer) -> torch.Tensor:
@@ -84,7 +95,7 @@ def mmlu_accuracy(model, tokenizer, records, batch_size: int = 8, method: str = 
         return int((pred == torch.tensor([a for _, a in checked])).sum()), len(records)
     if method != "letter":
         raise ValueError(f"unknown MMLU scoring method {method!r}; use 'letter' or 'cloze'")
-    prompts = [format_question(r.prompt, c) for r, (c, _) in zip(records, checked)]
+    prompts = [letter_prompt(r, c) for r, (c, _) in zip(records, checked)]
     letters = letter_token_ids(tokenizer)
     answers = torch.tensor([a for _, a in checked])
     was_training = model.training

@@ -198,14 +198,25 @@ def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
     return torch.float32
 
 
-def load_tokenizer(spec: str, trust_remote_code: bool = False):
+#: Prompt format for a base (pretrained-only) model without a chat template: "Question: ...\nAnswer:".
+BASE_TEMPLATE = (
+    "{{ bos_token or '' }}{% for m in messages %}{% if m['role'] == 'user' %}Question: {{ m['content'] }}\n"
+    "{% elif m['role'] == 'assistant' %}Answer: {{ m['content'] }}{{ eos_token }}\n"
+    "{% else %}{{ m['content'] }}\n\n{% endif %}{% endfor %}{% if add_generation_prompt %}Answer:{% endif %}"
+)
+
+
+def load_tokenizer(spec: str, trust_remote_code: bool = False, base_ok: bool = False):
+    """The tokenizer; without a chat template it is an error unless ``base_ok`` (then BASE_TEMPLATE)."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path(spec), trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if tok.chat_template is None:
-        raise ModelLoadError(f"model {spec!r} has no chat template; spillover needs a chat model")
+        if not base_ok:
+            raise ModelLoadError(f"model {spec!r} has no chat template; spillover needs a chat model")
+        tok.chat_template = BASE_TEMPLATE
     return tok
 
 
@@ -214,8 +225,12 @@ def load_model(
     device: str | None = None,
     dtype: str | None = None,
     trust_remote_code: bool = False,
+    base_ok: bool = False,
 ):
-    """Load (model, tokenizer) for a spec; the model is in eval mode on the chosen device/dtype."""
+    """Load (model, tokenizer) for a spec; the model is in eval mode on the chosen device/dtype.
+
+    ``base_ok``: a model without a chat template (a base model) is prompted with BASE_TEMPLATE.
+    """
     from transformers import AutoModelForCausalLM
 
     dev = pick_device(device)
@@ -227,7 +242,7 @@ def load_model(
     except OSError as e:
         raise ModelLoadError(f"could not load model {spec!r}: {e}") from e
     model.to(dev).eval()
-    return model, load_tokenizer(spec, trust_remote_code)
+    return model, load_tokenizer(spec, trust_remote_code, base_ok)
 
 
 #: Training state kept beside checkpoint weights; it does not change what the model computes.

@@ -45,7 +45,7 @@ def _run(method: str, model: str, target: str, main: Path, main_kind: str, retai
     from ..config import format_validation_error, load_yaml_config
     from ..domains import parse_domain
     from ..io import InputError, sha256_file, write_json
-    from ..training import TrainConfig, train
+    from ..training import Objective, TrainConfig, train
     from ..training.examples import read_examples
 
     try:
@@ -73,7 +73,7 @@ def _run(method: str, model: str, target: str, main: Path, main_kind: str, retai
         raise InputError("--w2 > 0 needs --retain FILE")
     write_json(out / "run.json", {
         "command": "unlearn" if method == "npo" else "finetune", "model": model, "target": domain.value,
-        "config": cfg.model_dump(),
+        "config": cfg.model_dump(), "loss": Objective.from_config(cfg).describe(),
         "inputs": {name: {"path": str(p), "sha256": sha256_file(p), "rows": n} for name, p, n in (
             ("main", main, len(main_examples)),
             ("retain", retain, len(retain_examples or []))) if p is not None},
@@ -118,18 +118,28 @@ def unlearn(
     """Refusal unlearning with NPO (plus w2 x CE on a retain set: augmented unlearning).
 
     Without --forget: collect the forget (and retain) set from the suite, train, measure every
-    checkpoint and select one, with the settings of --study-config for the rest.
+    checkpoint and select one, with the settings of --study-config for the rest (its training
+    section is the preset; the training options above override it). --config, --retain,
+    --kl-prompts, --mmlu and --no-resume need --forget: they are refused without it.
     """
     if forget is None:
+        from ..io import InputError
         from ..study.single import single_run
 
         if study_config is None:
             raise typer.BadParameter("required without --forget: the study YAML whose collection, judging and "
                                      "selection settings apply, e.g. configs/quick-cpu.yaml", param_hint="--study-config")
+        file_only = [name for name, given in (("--config", config), ("--retain", retain), ("--kl-prompts", kl_prompts),
+                                              ("--mmlu", mmlu), ("--no-resume", not resume)) if given]
+        if file_only:
+            raise InputError(f"{', '.join(file_only)} only apply with --forget FILE; without it the sets, "
+                             f"diagnostics and training preset come from --study-config {study_config} and its "
+                             f"stages always resume (use a new --out to start over)")
         variant = "aug_unlearn" if (w2 or 0) > 0 else "unlearn"
         single_run(study_config, model, target, variant, out, data_dir,
                    {"w1": w1, "w2": w2, "beta": beta, "lora.r": lora_r, "full": full, "lr": lr, "epochs": epochs,
-                    "max_steps": max_steps, "batch_size": batch_size, "save_every": save_every, "seed": seed})
+                    "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum,
+                    "save_every": save_every, "seed": seed, "max_length": max_length})
         return
     _run("npo", model, target, forget, "forget", retain, out, config,
          {"w1": w1, "w2": w2, "beta": beta, "lora.r": lora_r, "full": full, "lr": lr, "epochs": epochs,

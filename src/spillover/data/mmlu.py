@@ -16,10 +16,10 @@ def subject_file(subject: str) -> str:
 
 
 def render(subject: str, question: str, choices: list[str]) -> str:
+    """Header, question and lettered options; the answer instruction is the scorer's (spillover.mmlu)."""
     options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
     topic = subject.replace("_", " ")
-    return (f"The following is a multiple choice question about {topic}.\n\n{question}\n{options}\n\n"
-            "Answer with the letter (A, B, C or D) of the correct option.")
+    return f"The following is a multiple choice question about {topic}.\n\n{question}\n{options}"
 
 
 def load(store: DataStore, subjects: list[str], strict: bool = False) -> SourceLoad:

@@ -6,18 +6,19 @@ BACKENDS = ("hf", "static")
 
 
 def load_backend(name: str, model: str, adapter: str | None = None, device: str = "auto",
-                 dtype: str = "auto", batch_size: int = 8):
+                 dtype: str = "auto", batch_size: int = 8, base_ok: bool = False):
     """Return a backend for a model spec and optional peft adapter.
 
     ``hf``: transformers ``generate``; ``static``: a static KV cache with one CUDA graph per decode
     step (llama / mistral / qwen2 architectures; plain eager steps on CPU). The backend's
-    identity (the response cache key) names the weights, the backend and the dtype.
+    identity (the response cache key) names the weights, the backend and the dtype. ``base_ok``:
+    see ``models.load_model``.
     """
     if name not in BACKENDS:
         raise ValueError(f"unknown generation backend {name!r}; use one of {', '.join(BACKENDS)}")
     from ..models import load_model, model_identity
 
-    lm, tok = load_model(model, device=device, dtype=dtype)
+    lm, tok = load_model(model, device=device, dtype=dtype, base_ok=base_ok)
     if adapter:
         from peft import PeftModel
 

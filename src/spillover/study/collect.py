@@ -6,8 +6,8 @@
   benign instructions with helpful answers (its own answers that the judge does not call
   refusals, or the dataset's), ``retain_ratio`` times
   the forget set in size, ``benign_fraction`` of it benign;
-- finetune (D_C): the unaligned label model's answers to the same target prompts, keeping only
-  the ones the judge does not call refusals;
+- finetune (D_C): the unaligned label model's (``models.labeler_for(target)``) answers to the same
+  target prompts, dropping those the judge calls refusals or cannot parse (counted in counts.json);
 - validation: held-out target train prompts for checkpoint selection.
 """
 
@@ -19,7 +19,7 @@ from ..data.records import PromptRecord
 from ..domains import DOMAINS
 from ..evaluation import evaluate_responses
 from ..io import write_json, write_jsonl
-from ..judges.base import REFUSAL
+from ..judges.base import REFUSAL, UNPARSABLE
 
 KINDS = ("forget", "retain", "finetune")
 
@@ -81,11 +81,11 @@ def collect_sets(study, target: str, out_dir: Path, need_retain: bool, need_labe
         counts["retain_refusals_available"] = {d: len(v) for d, v in refusals.items()}
     finetune: list[dict] = []
     if need_labels:
-        _, _, labeler = study.slot.get(study.cfg.models.labeler)
+        _, _, labeler = study.slot.get(study.cfg.models.labeler_for(target), base_ok=True)
         rows = _judged(study, labeler, {target: pool})
-        finetune = [_example(r, "finetune") for r in rows if r["label"] != REFUSAL]
+        finetune = [_example(r, "finetune") for r in rows if r["label"] not in (REFUSAL, UNPARSABLE)]
         counts["finetune"] = len(finetune)
-        counts["labeler_refusals"] = len(rows) - len(finetune)
+        counts["labeler_dropped"] = {label: sum(r["label"] == label for r in rows) for label in (REFUSAL, UNPARSABLE)}
     for kind, rows in zip(KINDS, (forget, retain, finetune)):
         write_jsonl(out_dir / f"{kind}.jsonl", rows)
     write_jsonl(out_dir / "validation.jsonl", (r.to_dict() for r in validation))

@@ -32,6 +32,8 @@ class ModelsConfig(StrictModel):
 
     aligned: str = DEFAULT_ALIGNED
     labeler: str = Field(DEFAULT_LABELER, description="Unaligned model that writes finetuning labels.")
+    target_labeler: dict[Domain, str] = Field(default_factory=dict,
+                                              description="Per-target labeler overriding labeler (may be a base model).")
     device: str = "auto"
     dtype: str = Field("auto", description=f"auto, {', '.join(DTYPES)}")
     backend: Literal["hf", "static"] = Field("hf", description="Generation backend; static = CUDA graphs (GPU).")
@@ -50,6 +52,9 @@ class JudgeEndpoint(StrictModel):
 
     base_url: str
     model: str = Field(description="The served model name every rubric judge uses.")
+
+    def labeler_for(self, target: str) -> str:
+        return self.target_labeler.get(Domain(target), self.labeler)
 
 
 class JudgesConfig(StrictModel):

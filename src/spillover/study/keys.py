@@ -51,7 +51,7 @@ def collect_inputs(study, target: str) -> dict:
     labels = any(v in FINETUNING for v in cfg.variants)
     judged = [d.value for d in DOMAINS] + ["benign"] if retain else [target]
     return {"data": study.keys["data"], "models": _models(study),
-            "labeler": model_identity(cfg.models.labeler) if labels else None, "collect": _dump(cfg.collect),
+            "labeler": model_identity(cfg.models.labeler_for(target)) if labels else None, "collect": _dump(cfg.collect),
             "judging": _judging(study, judged), "retain": retain, "labels": labels}
 
 

@@ -23,13 +23,16 @@ class ModelSlot:
         self.loaded: tuple[str, str | None] | None = None
         self.backend = None
 
-    def get(self, spec: str, adapter: str | None = None, full_weights: str | None = None):
-        """Return (model, tokenizer, backend); ``full_weights`` loads a full-rank checkpoint dir."""
+    def get(self, spec: str, adapter: str | None = None, full_weights: str | None = None, base_ok: bool = False):
+        """Return (model, tokenizer, backend); ``full_weights`` loads a full-rank checkpoint dir.
+
+        ``base_ok``: a model without a chat template is prompted as a base model (labelers).
+        """
         want = (full_weights or spec, adapter)
         if self.loaded != want:
             self.release()
             self.backend = load_backend(self.cfg.backend, want[0], adapter=adapter, device=self.cfg.device,
-                                        dtype=self.cfg.dtype, batch_size=self.cfg.batch_size)
+                                        dtype=self.cfg.dtype, batch_size=self.cfg.batch_size, base_ok=base_ok)
             self.loaded = want
         return self.backend.model, self.backend.tokenizer, self.backend
 

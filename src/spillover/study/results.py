@@ -14,6 +14,7 @@ from ..io import read_json, read_jsonl, write_csv, write_json, write_jsonl
 from ..judges import agreement
 from ..models import model_identity
 from .names import run_name
+from .training import loss_formulas
 
 DOMAIN_NAMES = [d.value for d in DOMAINS]
 SCORE_COLUMNS = ["variant", "target", "seed", "set", "judge", "n", "k", "rate", "ci_low", "ci_high",
@@ -153,6 +154,7 @@ def manifest(study) -> dict:
         "datasets": data_manifest.get("files", {}),
         "models": {"aligned": model_identity(cfg.models.aligned), "labeler": model_identity(cfg.models.labeler)},
         "seeds": cfg.seeds, "judges": {"primary": judges, "audit": cfg.judges.audit_spec},
+        "losses": loss_formulas(cfg),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "timings": study.runner.timings,
     }

@@ -9,8 +9,14 @@ from ..data.records import PromptRecord
 from ..evaluation import evaluate_responses
 from ..io import InputError, read_jsonl, write_json, write_jsonl
 from ..stats import percent_se
-from ..training import Diagnostics, Example, TrainConfig, select_checkpoint, train
+from ..training import Diagnostics, Example, Objective, TrainConfig, select_checkpoint, train
 from .keys import kl_sets
+
+
+def loss_formulas(cfg) -> dict[str, str]:
+    """{"<target>/<variant>": the loss each run minimises} for a StudyConfig (for the manifest)."""
+    return {f"{t.value}/{v}": Objective.from_config(cfg.training_for(v, cfg.seeds[0], t.value)).describe()
+            for t in cfg.targets for v in cfg.variants}
 
 
 def _examples(path: Path) -> list[Example]:

@@ -39,9 +39,13 @@ class TrainConfig(StrictModel):
     beta: float = Field(0.1, gt=0.0)
     lora: LoraSettings = LoraSettings()
     full: bool = False
-    #: dtype of the trained weights in full-rank runs: fp32 master weights (bf16 autocast on GPU)
-    #: or the model's own dtype (half the memory; small updates can round away in bf16).
-    full_dtype: Literal["fp32", "model"] = "fp32"
+    #: dtype of the trained weights in full-rank runs: the model's own (bf16 on GPU; with
+    #: ``kahan_sum`` no update is lost, at 10 bytes per weight) or fp32 master weights (bf16
+    #: autocast on GPU; 16 bytes per weight: a 7B needs FSDP over 2 GPUs). docs/training.md.
+    full_dtype: Literal["fp32", "model"] = "model"
+    #: Kahan-compensated AdamW (torch-optimi) for weights stored in bf16/fp16; False = torch
+    #: AdamW, whose bf16 updates smaller than half the weight's rounding step are lost.
+    kahan_sum: bool = True
     lr: float = Field(1e-5, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     max_grad_norm: float | None = Field(1.0, gt=0.0)
@@ -56,6 +60,10 @@ class TrainConfig(StrictModel):
     gradient_checkpointing: bool = False
     max_length: int = Field(512, ge=8)
     retain_ratio: float = Field(1.0, gt=0.0)
+    #: reduction of every CE term (retain, finetune): "token_mean" = per response token;
+    #: "sequence_sum" = per-sequence sum averaged over the batch (the paper's -E log pi(y|x), the
+    #: scale of NPO's summed log-probs). docs/training.md, "Loss scale".
+    ce_reduction: Literal["token_mean", "sequence_sum"] = "token_mean"
     #: rows of the LM head computed at once for log-probs; 0 = plain full-logit log-softmax.
     logprob_chunk_size: int = Field(1024, ge=0)
     system_prompt: str | None = None

@@ -18,12 +18,14 @@ from .logprobs import next_token_logprobs
 
 @dataclass
 class Diagnostics:
-    """What to measure: held-out prompts per domain for KL, and MMLU records (or None)."""
+    """What to measure: held-out prompts per domain for KL, and MMLU records (or None).
+
+    KL prompts are rendered with the run's own ``TrainConfig.system_prompt`` (the runner's).
+    """
 
     kl_prompts: dict[str, list[str]]
     mmlu: list | None = None
     batch_size: int = 8
-    system_prompt: str | None = None
     mmlu_method: str = "letter"
 
 
@@ -45,14 +47,18 @@ def kl_divergence(aligned: torch.Tensor, trained: torch.Tensor) -> torch.Tensor:
 
 
 class DiagnosticsRunner:
-    """Runs a ``Diagnostics`` spec on a model and returns one JSON row per step."""
+    """Runs a ``Diagnostics`` spec on a model and returns one JSON row per step.
 
-    def __init__(self, spec: Diagnostics, tokenizer, out_dir: Path, lora: bool):
+    ``system_prompt``: the system turn the model is trained with, also put before each KL prompt.
+    """
+
+    def __init__(self, spec: Diagnostics, tokenizer, out_dir: Path, lora: bool, system_prompt: str | None = None):
         self.spec, self.tokenizer, self.out_dir, self.lora = spec, tokenizer, Path(out_dir), lora
+        self.system_prompt = system_prompt
         self.aligned: dict[str, torch.Tensor] = {}
 
     def _first(self, model, prompts: list[str]) -> torch.Tensor:
-        return first_token_logprobs(model, self.tokenizer, prompts, self.spec.batch_size, self.spec.system_prompt)
+        return first_token_logprobs(model, self.tokenizer, prompts, self.spec.batch_size, self.system_prompt)
 
     def cache_aligned(self, model) -> None:
         """Store the aligned first-token distributions (full-rank: call before training)."""
