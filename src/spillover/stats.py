@@ -1,4 +1,4 @@
-"""Interval and paired-test statistics for refusal rates."""
+"""Interval, paired-test and multiple-comparison statistics for refusal rates."""
 
 from __future__ import annotations
 
@@ -28,3 +28,15 @@ def mcnemar_exact(before: list[bool], after: list[bool]) -> tuple[int, int, floa
     discordant = lost + gained
     p = 1.0 if discordant == 0 else binomtest(lost, discordant, 0.5).pvalue
     return lost, gained, float(p)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm step-down adjusted p-values (family-wise error), in the input order."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
