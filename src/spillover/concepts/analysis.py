@@ -176,7 +176,7 @@ def _early_verdict(rows: list[dict], layers: list[int], adjusted: dict[int, floa
     if best_early is None:
         return None, "no early layer has a defined correlation."
     p_adj = adjusted[best_early["layer"]]
-    tag = (f"rho={best_early['spearman']:.2f} at layer {best_early['layer']}, p={best_early['p_value']:.3g}, "
+    tag = (f"rho={best_early['spearman']:.2f} at layer {best_early['layer']}, raw p={best_early['p_value']:.3g}, "
            f"p={p_adj:.3g} corrected for the best of {len(early)} early layers")
     if best_early["spearman"] <= 0 or p_adj >= 0.05:
         return False, f"the best early-layer correlation ({tag}) is not positive and significant at 0.05."

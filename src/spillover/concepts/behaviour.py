@@ -92,7 +92,8 @@ def max_statistic_p(
     names, _, rho, null, exact = _rho_and_null(similarity, ema, n_permutations, seed, layers)
     if rho is None:
         return {}
-    idx = [i for i, l in enumerate(names) if l in set(family) and np.isfinite(rho[i])]
+    wanted = set(family)
+    idx = [i for i, l in enumerate(names) if l in wanted and np.isfinite(rho[i])]
     if not idx:
         return {}
     largest = np.abs(null[idx]).max(axis=0)  # (P,)
