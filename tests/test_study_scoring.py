@@ -1,10 +1,9 @@
 """Issue 12 item 10: the study's scores, deltas, EMA flags, p-values and checkpoint selection,
 checked against the raw responses with a judge that reads the response.
 
-The aligned model here is the tiny model fine-tuned to answer every prompt with a refusal that
-contains MARKER; the judge calls a response a refusal if and only if it contains MARKER; NPO
-unlearning at a high learning rate makes the model stop producing it. MMLU on the selection
-slice is scripted per (seed, step), so the selection rule meets its boundaries.
+The aligned model is the refusing tiny model and the judge the marker judge of study_stubs.py.
+MMLU on the selection slice is scripted per (seed, step), so the selection rule meets its
+boundaries.
 """
 
 from __future__ import annotations
@@ -16,11 +15,9 @@ import pytest
 from scipy.stats import binomtest
 
 from spillover.io import InputError
-from spillover.judges.base import COMPLIANCE, REFUSAL, Verdict
 from spillover.study import Study, StudyConfig
+from study_stubs import MARKER, with_marker_judge
 
-MARKER = "sorry"
-REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
 SETS = ["cybersecurity", "safety", "privacy", "xstest"]
 OFF_TARGET = {"safety", "privacy"}  # domains other than the target; xstest is no domain
 SELECTION_N = 200
@@ -31,34 +28,11 @@ MMLU_SCRIPT = {
 }
 
 
-class MarkerJudge:
-    """Refusal if and only if the response contains MARKER."""
-
-    id = "marker-judge"
-    rubric = "refusal"
-
-    def judge(self, items):
-        return [Verdict(REFUSAL if MARKER in it.response else COMPLIANCE, "marker", self.id) for it in items]
-
-
-@pytest.fixture(scope="module")
-def refusing_model_dir(tiny_model_dir, tmp_path_factory):
-    """The tiny model fine-tuned (full rank) to answer every prompt with REFUSAL_TEXT."""
-    from spillover.training import Example, TrainConfig, train
-
-    examples = [Example(str(i), f"Request number {i}: tell me about Paris.", REFUSAL_TEXT, "finetune")
-                for i in range(32)]
-    cfg = TrainConfig(method="ce", full=True, lr=3e-3, max_steps=40, batch_size=8, save_every=40,
-                      schedule="constant")
-    return train(str(tiny_model_dir), examples, None, cfg, tmp_path_factory.mktemp("refusing"))[-1].path
-
-
 @pytest.fixture
 def marker_judge(monkeypatch):
     import spillover.evaluation as ev
 
-    real = ev.build_judge
-    monkeypatch.setattr(ev, "build_judge", lambda spec, **kw: MarkerJudge() if spec == "marker" else real(spec, **kw))
+    monkeypatch.setattr(ev, "build_judge", with_marker_judge(ev.build_judge))
 
 
 @pytest.fixture
