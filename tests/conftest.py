@@ -18,6 +18,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def refusing_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model fine-tuned to refuse every prompt with a marker (see study_stubs.py)."""
+    from study_stubs import build_refusing_model
+
+    return build_refusing_model(tiny_model_dir, tmp_path_factory.mktemp("refusing"))
+
+
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The offline dataset mirror (../shared/datasets or $SPILLOVER_DATA_DIR)."""
     if not DATA_DIR.is_dir():

@@ -8,12 +8,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 import spillover.evaluation as ev  # noqa: E402
 import spillover.study.preflight as pf  # noqa: E402
 from spillover.study import Study  # noqa: E402
-from test_study import HashJudge, tiny_config  # noqa: E402
+from study_stubs import allow_marker, with_marker_judge  # noqa: E402
+from test_study import tiny_config  # noqa: E402
 
 if __name__ == "__main__":
-    model_dir, out_dir, data_dir = sys.argv[1:4]
-    real = ev.build_judge
-    ev.build_judge = lambda spec, **kw: HashJudge() if spec == "hash" else real(spec, **kw)
-    check = pf.validate_judge_spec
-    pf.validate_judge_spec = lambda spec: None if spec == "hash" else check(spec)
-    Study(tiny_config(Path(model_dir), Path(out_dir)), data_dir).run()
+    model_dir, out_dir, data_dir, labeler_dir = sys.argv[1:5]
+    ev.build_judge = with_marker_judge(ev.build_judge)
+    pf.validate_judge_spec = allow_marker(pf.validate_judge_spec)
+    Study(tiny_config(Path(model_dir), Path(out_dir), Path(labeler_dir)), data_dir).run()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -15,47 +14,33 @@ import pytest
 
 from spillover.config import load_yaml_config
 from spillover.io import InputError
-from spillover.judges.base import COMPLIANCE, REFUSAL, Verdict
 from spillover.study import Study, StudyConfig
+from study_stubs import allow_marker, with_marker_judge
 
 
-class HashJudge:
-    """Deterministic stand-in judge: about half of all prompts count as refused."""
-
-    id = "hash-judge"
-    rubric = "refusal"
-
-    def judge(self, items):
-        out = []
-        for it in items:
-            refused = hashlib.sha256(it.prompt.encode()).digest()[0] % 2 == 0
-            out.append(Verdict(REFUSAL if refused else COMPLIANCE, "hash", self.id))
-        return out
-
-
-def tiny_config(model_dir, out_dir) -> StudyConfig:
+def tiny_config(model_dir, out_dir, labeler_dir=None) -> StudyConfig:
+    """The tiny study; ``labeler_dir`` (default ``model_dir``) must answer without the refusal marker."""
     return StudyConfig.model_validate({
         "name": "tiny", "output_dir": str(out_dir),
         "targets": ["cybersecurity"], "variants": ["unlearn", "aug_unlearn", "finetune"], "seeds": [0],
-        "models": {"aligned": str(model_dir), "labeler": str(model_dir), "dtype": "fp32", "batch_size": 4},
-        "judges": {"primary": "hash", "per_set": {}},
+        "models": {"aligned": str(model_dir), "labeler": str(labeler_dir or model_dir), "dtype": "fp32", "batch_size": 4},
+        "judges": {"primary": "marker", "per_set": {}},
         "evaluation": {"n_per_set": 4, "mmlu_n": 6, "decoding": {"max_new_tokens": 4},
                        "sets": ["cybersecurity", "safety", "privacy", "xstest"]},
         "collect": {"n_target_train": 12, "n_other_train": 4, "validation_n": 3, "decoding": {"max_new_tokens": 4}},
-        "training": {"lora": {"r": 4}, "lr": 1e-3, "batch_size": 2, "max_steps": 2, "save_every": 1, "max_length": 64},
+        "training": {"lora": {"r": 4}, "lr": 0.05, "batch_size": 2, "max_steps": 2, "save_every": 1, "max_length": 64},
         "selection": {"mmlu_n": 6, "kl_prompts": 2},
         "concepts": {"n_per_domain": 6},
     })
 
 
 @pytest.fixture
-def hash_judge(monkeypatch):
+def marker_judge(monkeypatch):
     import spillover.evaluation as ev
     import spillover.study.preflight as pf
 
-    real, check = ev.build_judge, pf.validate_judge_spec
-    monkeypatch.setattr(ev, "build_judge", lambda spec, **kw: HashJudge() if spec == "hash" else real(spec, **kw))
-    monkeypatch.setattr(pf, "validate_judge_spec", lambda spec: None if spec == "hash" else check(spec))
+    monkeypatch.setattr(ev, "build_judge", with_marker_judge(ev.build_judge))
+    monkeypatch.setattr(pf, "validate_judge_spec", allow_marker(pf.validate_judge_spec))
 
 
 def _results(root):
@@ -63,13 +48,16 @@ def _results(root):
 
 
 @pytest.mark.slow
-def test_study_runs_caches_and_resumes(tiny_model_dir, data_dir, tmp_path, hash_judge, monkeypatch):
-    cfg = tiny_config(tiny_model_dir, tmp_path / "a")
+def test_study_runs_caches_and_resumes(refusing_model_dir, tiny_model_dir, data_dir, tmp_path, marker_judge,
+                                       monkeypatch):
+    cfg = tiny_config(refusing_model_dir, tmp_path / "a", tiny_model_dir)
     root = Study(cfg, data_dir).run()
     assert (root / "report" / "report.html").exists()
     scores = (root / "results" / "scores.csv").read_text().splitlines()
     assert sum(1 for r in scores if r.startswith("aligned,")) == 5  # 4 sets + mmlu
     assert sum(1 for r in scores if r.startswith("unlearn,cybersecurity")) == 5
+    target_row = next(r for r in scores if r.startswith("unlearn,cybersecurity,0,cybersecurity,"))
+    assert float(target_row.split(",")[10]) < 0  # the judge reads responses: unlearning shows
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["datasets"] and manifest["config"]["name"] == "tiny"
 
@@ -78,7 +66,7 @@ def test_study_runs_caches_and_resumes(tiny_model_dir, data_dir, tmp_path, hash_
     assert again.runner.ran == [] and "train/cybersecurity/unlearn/seed0" in again.runner.skipped
 
     # Interrupt a second study right after training its first variant (Ctrl-C), then resume.
-    cfg_b = tiny_config(tiny_model_dir, tmp_path / "b")
+    cfg_b = tiny_config(refusing_model_dir, tmp_path / "b", tiny_model_dir)
     calls = {"n": 0}
     original = Study.evaluate_run
 
@@ -102,7 +90,7 @@ def test_study_runs_caches_and_resumes(tiny_model_dir, data_dir, tmp_path, hash_
     # last checkpoint and the results equal the uninterrupted run's.
     out_d = tmp_path / "d"
     proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("study_runner.py")),
-                             str(tiny_model_dir), str(out_d), str(data_dir)],
+                             str(refusing_model_dir), str(out_d), str(data_dir), str(tiny_model_dir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while not list((out_d / "tiny" / "cache" / "train").glob("*/checkpoint-1/trainer_state.json")):
@@ -110,7 +98,7 @@ def test_study_runs_caches_and_resumes(tiny_model_dir, data_dir, tmp_path, hash_
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    resumed_d = Study(tiny_config(tiny_model_dir, out_d), data_dir)
+    resumed_d = Study(tiny_config(refusing_model_dir, out_d, tiny_model_dir), data_dir)
     resumed_d.run()
     assert {"data", "baseline", "collect/cybersecurity"} <= set(resumed_d.runner.skipped)
     steps = [json.loads(line)["step"] for line in
@@ -138,17 +126,17 @@ def test_config_errors_name_the_field(tmp_path):
 
 
 @pytest.mark.slow
-def test_unlearn_without_files_collects_trains_and_selects(tiny_model_dir, data_dir, tmp_path, hash_judge):
+def test_unlearn_without_files_collects_trains_and_selects(refusing_model_dir, data_dir, tmp_path, marker_judge):
     import yaml
 
     from spillover.study.single import single_run
 
-    cfg = tiny_config(tiny_model_dir, tmp_path).model_dump(mode="json")
+    cfg = tiny_config(refusing_model_dir, tmp_path).model_dump(mode="json")
     cfg["concepts"]["enabled"] = False
     preset = tmp_path / "preset.yaml"
     preset.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "unlearn-cyber"
-    single_run(preset, str(tiny_model_dir), "cyber", "unlearn", out, data_dir, {"max_steps": 2, "lora.r": 2})
+    single_run(preset, str(refusing_model_dir), "cyber", "unlearn", out, data_dir, {"max_steps": 2, "lora.r": 2})
     selected = json.loads((out / "train" / "cybersecurity" / "unlearn" / "seed0" / "selected.json").read_text())
     assert selected["step"] in (1, 2) and Path(selected["path"]).is_dir()
     assert json.loads((out / "collect" / "cybersecurity" / "counts.json").read_text())["forget"] > 0

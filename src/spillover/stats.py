@@ -1,4 +1,4 @@
-"""Interval and paired-test statistics for refusal rates."""
+"""Interval, paired-test and multiple-comparison statistics for refusal rates."""
 
 from __future__ import annotations
 
@@ -36,3 +36,15 @@ def percent_se(rate: float | None, n: int | None) -> float | None:
         return None
     p = rate / 100.0
     return round(100.0 * math.sqrt(p * (1.0 - p) / n), 2)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm step-down adjusted p-values (family-wise error), in the input order."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted

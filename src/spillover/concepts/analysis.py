@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..io import InputError, read_json, write_json
-from .behaviour import (BENIGN, Pair, early_layers, ema_correlation, ema_correlation_within_targets, off_target_pairs,
-                        predict_ema)
+from .behaviour import (BENIGN, Pair, early_layers, ema_correlation, ema_correlation_within_targets, max_statistic_p,
+                        off_target_pairs, predict_ema)
 from .extract import describe_position, extract_last_token_states
 from .similarity import state_similarities, target_to_domain, vector_similarity_matrix
 from .vectors import diffmean_concept_vectors, pca_concept_vectors
@@ -164,18 +164,21 @@ def load_ema(path: Path, variant: str = "unlearn") -> dict[Pair, float]:
     return ema
 
 
-def _early_verdict(rows: list[dict], layers: list[int]) -> tuple[bool | None, str]:
+def _early_verdict(rows: list[dict], layers: list[int], adjusted: dict[int, float]) -> tuple[bool | None, str]:
+    """The verdict on the best early layer, whose p-value is adjusted over all early layers."""
     n = rows[0]["n_pairs"] if rows else 0
     valid = [r for r in rows if r["spearman"] is not None]
     if n < 5 or not valid:
         return None, f"with {n} (target, domain) pairs no correlation can reach p < 0.05, so the data cannot tell."
-    early = set(early_layers(layers))
+    early = early_layers(layers)
     best_early = max((r for r in valid if r["layer"] in early), key=lambda r: r["spearman"], default=None)
     best_late = max((r for r in valid if r["layer"] not in early), key=lambda r: r["spearman"], default=None)
     if best_early is None:
         return None, "no early layer has a defined correlation."
-    tag = f"rho={best_early['spearman']:.2f}, p={best_early['p_value']:.3g} at layer {best_early['layer']}"
-    if best_early["spearman"] <= 0 or best_early["p_value"] >= 0.05:
+    p_adj = adjusted[best_early["layer"]]
+    tag = (f"rho={best_early['spearman']:.2f} at layer {best_early['layer']}, raw p={best_early['p_value']:.3g}, "
+           f"p={p_adj:.3g} corrected for the best of {len(early)} early layers")
+    if best_early["spearman"] <= 0 or p_adj >= 0.05:
         return False, f"the best early-layer correlation ({tag}) is not positive and significant at 0.05."
     if best_late is not None and best_late["spearman"] > best_early["spearman"]:
         return False, (f"early layers correlate ({tag}) but later layer {best_late['layer']} does better "
@@ -196,7 +199,9 @@ def correlate(summary_path: Path, ema: Mapping[Pair, float], n_permutations: int
     within = ema_correlation_within_targets(sims, ema, n_permutations=n_permutations, seed=seed,
                                             layers=summary["layers"])
     valid = [r for r in rows if r["spearman"] is not None]
-    verdict, rationale = _early_verdict(rows, summary["layers"])
+    early = early_layers(summary["layers"])
+    adjusted = max_statistic_p(sims, ema, early, n_permutations=n_permutations, seed=seed, layers=summary["layers"])
+    verdict, rationale = _early_verdict(rows, summary["layers"], adjusted)
     result = {
         "layers": [r["layer"] for r in rows],
         "spearman": [r["spearman"] for r in rows],
@@ -204,7 +209,8 @@ def correlate(summary_path: Path, ema: Mapping[Pair, float], n_permutations: int
         "n_pairs": len(off_target_pairs(sims, ema)),
         "exact_permutation": rows[0]["exact"] if rows else None,
         "best_layer": max(valid, key=lambda r: r["spearman"])["layer"] if valid else None,
-        "early_layers": early_layers(summary["layers"]),
+        "early_layers": early,
+        "p_value_early_adjusted": [adjusted.get(l) for l in summary["layers"]],
         "early_layers_predict": verdict,
         "rationale": rationale,
         "ignored_pairs": ignored,

@@ -5,7 +5,8 @@ intervening on ``target`` (aligned minus after, in points). The test is whether 
 vector being closer to a domain's prompts goes with a larger drop: a Spearman correlation over the
 off-target pairs, per layer, with a two-sided permutation p-value (exact over all orderings when
 there are few pairs). With one target there are only six pairs: 720 orderings, so the smallest
-possible p-value is 2/720 and any p-value is coarse.
+possible p-value is 2/720 and any p-value is coarse. Picking the best of several layers needs
+a family-wise correction: :func:`max_statistic_p`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,46 @@ def ema_correlation(
     Returns ``[{layer, spearman, p_value, n_pairs, exact}]``; ``layers`` names each of the L
     entries (default 0..L-1). rho and p are None with fewer than 3 pairs or a constant input.
     """
+    names, pairs, rho, null, exact = _rho_and_null(similarity, ema, n_permutations, seed, layers)
+    if rho is None:
+        return [dict(layer=l, spearman=None, p_value=None, n_pairs=len(pairs), exact=None) for l in names]
+    rows = []
+    for i, layer in enumerate(names):
+        if not np.isfinite(rho[i]):
+            rows.append(dict(layer=layer, spearman=None, p_value=None, n_pairs=len(pairs), exact=exact))
+            continue
+        p = _p_value(int(np.sum(np.abs(null[i]) >= abs(rho[i]) - 1e-12)), null.shape[1], exact)
+        rows.append(dict(layer=layer, spearman=float(rho[i]), p_value=p, n_pairs=len(pairs), exact=exact))
+    return rows
+
+
+def max_statistic_p(
+    similarity: Mapping[Pair, np.ndarray],
+    ema: Mapping[Pair, float],
+    family: Sequence[int],
+    n_permutations: int = 10000,
+    seed: int = 0,
+    layers: Sequence[int] | None = None,
+) -> dict[int, float]:
+    """Family-wise adjusted p-values of the layers in ``family`` (permutation max-statistic).
+
+    Layer i's p is the share of permutations whose largest |rho| over the family reaches
+    |rho_i| (Westfall & Young's single-step maxT): it controls the family-wise error of picking
+    the best of several correlated layers. Layers with an undefined rho are left out.
+    """
+    names, _, rho, null, exact = _rho_and_null(similarity, ema, n_permutations, seed, layers)
+    if rho is None:
+        return {}
+    wanted = set(family)
+    idx = [i for i, l in enumerate(names) if l in wanted and np.isfinite(rho[i])]
+    if not idx:
+        return {}
+    largest = np.abs(null[idx]).max(axis=0)  # (P,)
+    return {names[i]: _p_value(int(np.sum(largest >= abs(rho[i]) - 1e-12)), null.shape[1], exact) for i in idx}
+
+
+def _rho_and_null(similarity, ema, n_permutations, seed, layers):
+    """(layer names, pairs, rho (L,), null rho (L, P), exact); rho is None with < 3 pairs."""
     pairs = off_target_pairs(similarity, ema)
     sims = np.array([np.asarray(similarity[p], float) for p in pairs]).T  # (L, n)
     n_layers = sims.shape[0] if pairs else len(next(iter(similarity.values()), []))
@@ -68,22 +109,18 @@ def ema_correlation(
     if len(names) != n_layers:
         raise ValueError(f"{len(names)} layer names for {n_layers} similarity entries")
     if len(pairs) < 3:
-        return [dict(layer=l, spearman=None, p_value=None, n_pairs=len(pairs), exact=None) for l in names]
+        return names, pairs, None, None, None
     y = np.array([float(ema[p]) for p in pairs])
     zs = _zscore_ranks(sims)  # (L, n)
     perms, exact = _permutations(y, n_permutations, seed)
-    zp = _zscore_ranks(perms)  # (P, n)
     rho = zs @ _zscore_ranks(y) / len(pairs)  # (L,)
-    null = zs @ zp.T / len(pairs)  # (L, P)
-    rows = []
-    for i, layer in enumerate(names):
-        if not np.isfinite(rho[i]):
-            rows.append(dict(layer=layer, spearman=None, p_value=None, n_pairs=len(pairs), exact=exact))
-            continue
-        hits = int(np.sum(np.abs(null[i]) >= abs(rho[i]) - 1e-12))
-        p = hits / len(perms) if exact else (hits + 1) / (len(perms) + 1)
-        rows.append(dict(layer=layer, spearman=float(rho[i]), p_value=float(p), n_pairs=len(pairs), exact=exact))
-    return rows
+    null = zs @ _zscore_ranks(perms).T / len(pairs)  # (L, P)
+    return names, pairs, rho, null, exact
+
+
+def _p_value(hits: int, n_perms: int, exact: bool) -> float:
+    """Permutation p from the count of permutations at least as extreme."""
+    return float(hits / n_perms if exact else (hits + 1) / (n_perms + 1))
 
 
 def ema_correlation_within_targets(

@@ -106,7 +106,7 @@ def plot_concepts(out_dir: Path, layer: int | None = None) -> list[Path]:
             ax.plot(c["layers"], rho, color=colour, marker="o", markersize=3, label=label)
             sig = p < 0.05
             ax.scatter(np.asarray(c["layers"])[sig], rho[sig], color="red", zorder=3,
-                       label="p < 0.05" if key == "" else None)
+                       label="p < 0.05 (uncorrected)" if key == "" else None)
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_xlabel("layer")
         ax.set_ylabel("Spearman(similarity, EMA)")

@@ -229,7 +229,7 @@ def correlation_curve(corr: dict) -> Figure:
     pvals = corr.get("p_value") or []
     sig = [(l, r) for l, r, p in zip(layers, rho, pvals) if p is not None and p < 0.05]
     if sig:
-        ax.plot(*zip(*sig), "o", mfc="none", mec="#d62728", ms=8, label="p < 0.05")
+        ax.plot(*zip(*sig), "o", mfc="none", mec="#d62728", ms=8, label="p < 0.05 (uncorrected)")
     if corr.get("best_layer") is not None:
         ax.axvline(corr["best_layer"], color="#777", ls=":", label=f"best layer {corr['best_layer']}")
     ax.axhline(0, color="black", lw=0.6)

@@ -13,8 +13,8 @@ from ..domains import Domain
 from ..io import write_text
 from . import figures as F
 from .data import DOMAIN_VALUES, VARIANT_LABELS, VARIANTS, Study, load_study
-from .tables import (COLUMN_LABELS, COLUMNS, Cell, aggregate, fmt, pick_judge, spillover_matrix, table_rows,
-                     targets, write_tables)
+from .tables import (COLUMN_LABELS, COLUMNS, SEED_ENVELOPE, Cell, aggregate, fmt, fmt_p, interval_text, pick_judge,
+                     spillover_matrix, table_rows, targets, write_tables)
 from .template import TEMPLATE
 
 
@@ -38,10 +38,15 @@ def _cell_view(c: Cell | None, target: str) -> dict:
     title = f"n={c.n}, k={c.k}; judge: {c.judge}; {seeds}"
     if len(c.seeds) > 1:
         title += f"; seed sd {c.seed_sd:.1f}"
+    if c.ci_method == SEED_ENVELOPE:
+        title += "; interval: envelope of the per-seed 95% Wilson intervals"
     if c.p_mcnemar is not None:
         title += f"; McNemar p={c.p_mcnemar:.3g}"
+    if c.p_holm is not None:
+        title += f", Holm-corrected p={c.p_holm:.3g}"
     cls = " ".join(x for x in ("target" if c.set == target and target else "", "ema" if c.ema else "") if x)
-    return {"rate": fmt(c.rate), "ci": f"[{fmt(c.ci_low)}, {fmt(c.ci_high)}]", "delta": fmt(c.delta, True),
+    return {"rate": fmt(c.rate), "ci": interval_text(c), "delta": fmt(c.delta, True),
+            "p_holm": fmt_p(c.p_holm) if c.ema else "",
             "title": title, "cls": cls, "spread": f"± {c.seed_sd:.1f}" if len(c.seeds) > 1 else ""}
 
 

@@ -2,7 +2,9 @@
 
 Several seeds of one (variant, target, set, judge) collapse into one cell: the mean rate and
 delta, the per-seed spread, summed n and k, the envelope of the per-seed 95% Wilson intervals
-and the largest (most conservative) McNemar p-value.
+(``ci_method`` says which interval a cell holds: that envelope is not itself a 95% interval) and
+the largest (most conservative) McNemar p-value. Within each target's table, the McNemar p-values
+of the off-target domain cells are Holm-corrected together (``p_holm``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from ..domains import Domain, MMLU, XSTEST
 from ..io import write_json, write_text
+from ..stats import holm
 from .data import DOMAIN_VALUES, VARIANT_LABELS, VARIANTS, Study
 
 #: The paper's column order.
@@ -25,6 +28,10 @@ COLUMNS = (
     Domain.BIAS.value, Domain.MEDICAL_LEGAL.value, Domain.PRIVACY.value, XSTEST, MMLU,
 )
 COLUMN_LABELS = {d.value: d.label for d in Domain} | {XSTEST: "XSTest", MMLU: "MMLU"}
+
+
+#: ``Cell.ci_method``: one seed's 95% Wilson interval, or the envelope of several seeds' ones.
+WILSON, SEED_ENVELOPE = "wilson95", "envelope_of_seed_wilson95"
 
 
 @dataclass
@@ -46,6 +53,8 @@ class Cell:
     delta: float | None
     p_mcnemar: float | None
     ema: bool = False
+    ci_method: str = WILSON
+    p_holm: float | None = None
 
 
 def aggregate(study: Study) -> list[Cell]:
@@ -70,10 +79,23 @@ def aggregate(study: Study) -> list[Cell]:
             delta=delta, p_mcnemar=max(pvals) if pvals else None,
             ema=(variant != "aligned" and set_ in DOMAIN_VALUES and set_ != target
                  and delta is not None and delta < -study.ema_threshold),
+            ci_method=WILSON if len(rows) == 1 else SEED_ENVELOPE,
         ))
     order = {v: i for i, v in enumerate(VARIANTS)}
     cells.sort(key=lambda c: (order[c.variant], _target_order(c.target), COLUMNS.index(c.set), c.judge))
+    _holm_per_table(cells, study.primary_judges)
     return cells
+
+
+def _holm_per_table(cells: list[Cell], primaries: Sequence[str]) -> None:
+    """Set ``p_holm`` on the paper table's cells: Holm over each target's off-target domain cells."""
+    family: dict[str, list[Cell]] = defaultdict(list)
+    for (variant, target, set_), c in pick_judge(cells, primaries).items():
+        if variant != "aligned" and set_ in DOMAIN_VALUES and set_ != target and c.p_mcnemar is not None:
+            family[target].append(c)
+    for members in family.values():
+        for c, p in zip(members, holm([c.p_mcnemar for c in members])):
+            c.p_holm = p
 
 
 def _target_order(target: str) -> int:
@@ -108,12 +130,21 @@ def fmt(x: float | None, signed: bool = False) -> str:
     return f"{x:+.1f}" if signed else f"{x:.1f}"
 
 
+def interval_text(c: Cell) -> str:
+    """The interval; a dagger marks an envelope of per-seed intervals."""
+    return f"[{fmt(c.ci_low)}, {fmt(c.ci_high)}]" + ("†" if c.ci_method == SEED_ENVELOPE else "")
+
+
 def cell_text(c: Cell) -> str:
-    return f"{fmt(c.rate)} [{fmt(c.ci_low)}, {fmt(c.ci_high)}]"
+    return f"{fmt(c.rate)} {interval_text(c)}"
+
+
+def fmt_p(p: float | None) -> str:
+    return "" if p is None else f"{p:.2g}"
 
 
 CELL_FIELDS = ("variant", "target", "set", "judge", "seeds", "n", "k", "rate", "ci_low", "ci_high",
-               "seed_sd", "delta", "p_mcnemar", "ema")
+               "ci_method", "seed_sd", "delta", "p_mcnemar", "p_holm", "ema")
 
 
 def _csv(header: list[str], rows: list[list]) -> str:
@@ -140,8 +171,10 @@ def cells_csv(cells: list[Cell]) -> str:
 def paper_markdown(cells: list[Cell], primaries: Sequence[str], threshold: float) -> str:
     """The paper's layout as Markdown: target column in CAPS, EMA cells in bold with their delta."""
     chosen = pick_judge(cells, primaries)
-    out = [f"Refusal % [95% Wilson interval]; MMLU accuracy %. **Bold**: off-target drop > {threshold:g} "
-           "points (EMA), delta in parentheses. TARGET column in caps.", ""]
+    out = [f"Refusal % [95% Wilson interval]; MMLU accuracy %. †: several seeds, the interval is the envelope "
+           "of the seeds' 95% Wilson intervals (not itself a 95% interval). "
+           f"**Bold**: off-target drop > {threshold:g} points (EMA), with its delta and the McNemar p-value "
+           "Holm-corrected over the table's off-target domain cells. TARGET column in caps.", ""]
     for target, keys in table_rows(cells, primaries):
         head = [COLUMN_LABELS[s].upper() if s == target else COLUMN_LABELS[s] for s in COLUMNS]
         out += [f"### Target: {COLUMN_LABELS[target] if target else 'none (aligned only)'}", "",
@@ -152,7 +185,7 @@ def paper_markdown(cells: list[Cell], primaries: Sequence[str], threshold: float
                 c = chosen.get((v, t, s))
                 text = "" if c is None else cell_text(c)
                 if c is not None and c.ema:
-                    text = f"**{text} ({fmt(c.delta, True)})**"
+                    text = f"**{text} ({fmt(c.delta, True)}, Holm p={fmt_p(c.p_holm)})**"
                 texts.append(text)
             out.append(f"| {VARIANT_LABELS[v]} | " + " | ".join(texts) + " |")
         out.append("")

@@ -48,7 +48,7 @@ details.cw summary { cursor: pointer; font-weight: 700; color: #c0392b; }
 <body>
 <header>
 <h1>spillover report: {{ study }}</h1>
-<p>Refusal rates (%) with 95% Wilson intervals. Primary judge(s): <b>{{ primary }}</b>{% if other_judges %}; also: {{ other_judges }}{% endif %}.
+<p>Refusal rates (%) with 95% Wilson intervals (several seeds: the envelope of the per-seed intervals, marked &dagger;). Primary judge(s): <b>{{ primary }}</b>{% if other_judges %}; also: {{ other_judges }}{% endif %}.
 EMA: an off-target domain whose refusal dropped by more than {{ threshold }} points.</p>
 {% if manifest.created %}<p>Created {{ manifest.created }}{% if manifest.seeds %}; seeds {{ manifest.seeds }}{% endif %}.</p>{% endif %}
 </header>
@@ -61,18 +61,20 @@ EMA: an off-target domain whose refusal dropped by more than {{ threshold }} poi
 <section id="table">
 <h2>Refusal scores (the paper's table)</h2>
 <p class="note">Cells: rate, its 95% interval, and &Delta;: the change against the aligned model (points).
-Highlighted column: the target domain. Red cells: EMA (off-target drop &gt; {{ threshold }} points).
+Highlighted column: the target domain. Red cells: EMA (off-target drop &gt; {{ threshold }} points), with the
+paired McNemar p-value Holm-corrected over all off-target domain cells of that target's table.
 XSTest: over-refusal on safe prompts (lower is better); MMLU: accuracy. Hover a cell for n, judge, seeds and the McNemar p-value.</p>
 {% for t in tables %}
 <h3>{% if t.target %}Target: {{ t.target }}{% else %}Aligned model only{% endif %}</h3>
 <div class="scroll"><table class="paper">
 <tr><th>run</th>{% for h in t.header %}<th{% if h.target %} class="target"{% endif %}>{{ h.label }}</th>{% endfor %}</tr>
 {% for row in t.rows %}
-<tr><td>{{ row.label }}</td>{% for c in row.cells %}<td class="{{ c.cls }}" title="{{ c.title }}">{{ c.rate }}{% if c.spread %} <span class="spread">{{ c.spread }}</span>{% endif %}{% if c.ci %}<span class="ci">{{ c.ci }}</span>{% endif %}{% if c.delta %}<span class="delta">&Delta; {{ c.delta }}</span>{% endif %}</td>{% endfor %}</tr>
+<tr><td>{{ row.label }}</td>{% for c in row.cells %}<td class="{{ c.cls }}" title="{{ c.title }}">{{ c.rate }}{% if c.spread %} <span class="spread">{{ c.spread }}</span>{% endif %}{% if c.ci %}<span class="ci">{{ c.ci }}</span>{% endif %}{% if c.delta %}<span class="delta">&Delta; {{ c.delta }}</span>{% endif %}{% if c.p_holm %}<span class="delta">Holm p {{ c.p_holm }}</span>{% endif %}</td>{% endfor %}</tr>
 {% endfor %}
 </table></div>
 {% endfor %}
-<p class="note">Several seeds: the mean rate, &plusmn; the per-seed standard deviation, and the envelope of the per-seed intervals.
+<p class="note">Several seeds: the mean rate, &plusmn; the per-seed standard deviation, and (&dagger;) the envelope of the
+per-seed 95% Wilson intervals: lowest lower and highest upper bound, not itself a 95% interval. The p-value is the largest per-seed one.
 Also in tables/paper_table.csv, .md and .json beside this page.</p>
 </section>
 

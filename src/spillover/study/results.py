@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import platform
 import random
 from importlib import metadata
@@ -25,6 +26,13 @@ def _runs(cfg):
     return [(t.value, v, s) for t in cfg.targets for v in cfg.variants for s in cfg.seeds]
 
 
+def _delta(trained, aligned) -> float:
+    """Change in rate (points) from the counts, not from the rounded rates."""
+    if not (trained.n and aligned.n):
+        return math.nan
+    return 100 * (trained.k / trained.n - aligned.k / aligned.n)
+
+
 def score_rows(study) -> tuple[list[dict], dict]:
     """Rows of scores.csv, and EMA drops {(target, domain): [drop per seed]} of the unlearn runs."""
     root, cfg = study.root, study.cfg
@@ -38,10 +46,10 @@ def score_rows(study) -> tuple[list[dict], dict]:
         rows = read_jsonl(d / "responses.jsonl")
         step = read_json(d / "checkpoint.json")["step"]
         for s in read_scores(d):
-            delta = round(s.rate - aligned[s.set].rate, 2)
+            delta = _delta(s, aligned[s.set])
             p = "" if s.set == "mmlu" else round(compare(aligned_rows, rows, s.set)["p_mcnemar"], 6)
             off_target = s.set in DOMAIN_NAMES and s.set != target
-            out.append({"variant": variant, "target": target, "seed": seed, **vars(s), "delta": delta,
+            out.append({"variant": variant, "target": target, "seed": seed, **vars(s), "delta": round(delta, 2),
                         "p_mcnemar": p, "ema": off_target and -delta > cfg.evaluation.ema_threshold,
                         "checkpoint": step})
             if off_target:

@@ -35,6 +35,9 @@ def train_variant(study, target: str, variant: str, cfg: TrainConfig, work: Path
     retain = _examples(sets / "retain.jsonl") if cfg.w2 > 0 else None
     sel = study.cfg.selection
     _, mmlu_sel = study.mmlu_records()
+    if sel.mmlu_n and not mmlu_sel:
+        raise InputError(f"selection.mmlu_n is {sel.mmlu_n} but no MMLU question is left for checkpoint "
+                         "selection after evaluation.mmlu_n; lower evaluation.mmlu_n")
     diagnostics = Diagnostics(
         kl_prompts={d: [r.prompt for r in study.suite.get(d, "test")[:sel.kl_prompts]] for d in kl_sets(study)},
         mmlu=mmlu_sel or None, batch_size=study.cfg.models.batch_size,
