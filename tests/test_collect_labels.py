@@ -54,7 +54,7 @@ def test_paper_labels_come_from_the_papers_labeler_and_drop_refusals_and_unparsa
     monkeypatch.setattr(collect, "evaluate_responses", fake_evaluate(labeler))
     counts = collect.collect_sets(study, target, tmp_path, need_retain=False, need_labels=True)
     assert study.slot.loaded == [(cfg.models.aligned, False), (labeler, True)]
-    pool = 20 - cfg.collect.validation_n
+    pool = 20 - min(cfg.collect.validation_n, 20 // 2)  # collect holds out at most half
     rows = [json.loads(x) for x in (tmp_path / "finetune.jsonl").read_text().splitlines()]
     assert len(rows) == counts["finetune"] == len(range(0, pool, 3))  # the compliance answers only
     assert all(r["response"].startswith(labeler) for r in rows)

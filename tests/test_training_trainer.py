@@ -184,7 +184,8 @@ def test_cli_unlearn_without_forget_refuses_file_only_options(monkeypatch, tmp_p
 
     calls = []
     monkeypatch.setattr(single, "single_run", lambda *a, **k: calls.append((a, k)))
-    res = CliRunner().invoke(app, ["unlearn", "--model", "m", "--target", "cyber", "--out", str(tmp_path), *extra])
+    res = CliRunner().invoke(app, ["unlearn", "--model", "m", "--target", "cyber", "--out", str(tmp_path),
+                                   "--study-config", "configs/quick-cpu.yaml", *extra])
     assert isinstance(res.exception, InputError) and extra[0] in str(res.exception) and "--forget" in str(res.exception)
     assert calls == []
 
@@ -198,7 +199,7 @@ def test_cli_unlearn_without_forget_passes_every_training_option(monkeypatch, tm
     calls = []
     monkeypatch.setattr(single, "single_run", lambda *a, **k: calls.append(a))
     res = CliRunner().invoke(app, ["unlearn", "--model", "m", "--target", "cyber", "--out", str(tmp_path),
-                                   "--max-length", "128", "--grad-accum", "4", "--lr", "0.001", "--w2", "1"])
+                                   "--study-config", "configs/quick-cpu.yaml", "--max-length", "128", "--grad-accum", "4", "--lr", "0.001", "--w2", "1"])
     assert res.exit_code == 0, res.output
     (_, _, _, variant, _, _, training), = calls
     assert variant == "aug_unlearn"

@@ -43,7 +43,7 @@ def _matches(text: str, phrase: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in re.finditer(pattern, text)]
 
 
-def _validate(meta: dict, where: str) -> tuple[list[str], int, int | None]:
+def validate_meta(meta: dict, where: str) -> tuple[list[str], int, int | None]:
     answers = meta.get("answers")
     if not (isinstance(answers, list) and len(answers) == 3 and all(isinstance(a, str) for a in answers)):
         raise InputError(f"{where}: meta.answers must be a list of three strings")
@@ -87,13 +87,13 @@ class BBQJudge:
 
     def check_item(self, item: JudgeItem, where: str) -> None:
         """Raise InputError (naming ``where``) unless the item's meta describes a BBQ question."""
-        _validate(item.meta, where)
+        validate_meta(item.meta, where)
 
     def judge(self, items: list[JudgeItem]) -> list[Verdict]:
         return [self._one(it, i) for i, it in enumerate(items, 1)]
 
     def _one(self, item: JudgeItem, position: int) -> Verdict:
-        answers, unknown, target = _validate(item.meta, f"item {position}")
+        answers, unknown, target = validate_meta(item.meta, f"item {position}")
         if not item.response.strip():
             return Verdict(REFUSAL, "declines: empty response", self.id)
         idx, how, start = pick_option(item.response, answers, unknown)

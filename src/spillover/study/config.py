@@ -46,15 +46,16 @@ class ModelsConfig(StrictModel):
             raise ValueError(f"unknown dtype {v!r}; use auto, {', '.join(DTYPES)}")
         return v
 
+    def labeler_for(self, target: str) -> str:
+        """The model that writes the finetune labels of ``target``."""
+        return self.target_labeler.get(Domain(target), self.labeler)
+
 
 class JudgeEndpoint(StrictModel):
     """An OpenAI-compatible server (e.g. a local vLLM) that serves every model judge of a study."""
 
     base_url: str
     model: str = Field(description="The served model name every rubric judge uses.")
-
-    def labeler_for(self, target: str) -> str:
-        return self.target_labeler.get(Domain(target), self.labeler)
 
 
 class JudgesConfig(StrictModel):

@@ -33,7 +33,7 @@ def score_table(scores: list[SetScore], deltas: dict[str, dict] | None = None) -
 
 
 def run_evaluate(*, model: str, out: Path, adapter: str | None, checkpoint: str | None, domains: str,
-                 n: int | None, mmlu_n: int | None, xstest: bool, judge: str, bias_judge: str,
+                 n: int | None, mmlu_n: int | None, xstest: bool, judge: str, bias_judge: str | None,
                  baseline: Path | None, max_new_tokens: int, batch_size: int, base_url: str | None,
                  data_dir: Path | None) -> list[SetScore]:
     sets = [d.value for d in parse_domains(domains)] + (["xstest"] if xstest else [])
@@ -43,7 +43,7 @@ def run_evaluate(*, model: str, out: Path, adapter: str | None, checkpoint: str 
     lm, tok, backend = slot.get(model, adapter, checkpoint)
     cache = out / "cache"
     judges = JudgePool(JsonlCache(cache / "judgments.jsonl"), base_url=base_url, batch_size=batch_size)
-    judge_for = {s: bias_judge if s == "bias" else judge for s in sets}
+    judge_for = {s: (bias_judge or judge) if s == "bias" else judge for s in sets}
     rows, scores = evaluate_responses(backend, records, Decoding(max_new_tokens=max_new_tokens), judges,
                                       judge_for, JsonlCache(cache / "responses.jsonl"))
     mmlu = suite.get("mmlu", "test")[:mmlu_n]
