@@ -43,9 +43,9 @@ def main() -> None:
     judge.judge(items[-32:])                                   # load and warm up
     batch = items[:args.n]
     start = time.perf_counter()
-    verdicts = judge.judge(batch)
+    judge.judge(batch)
     seconds = time.perf_counter() - start
-    result = {"judge": args.judge, "judge_id": verdicts[0].judge_id, "items": len(batch), "seconds": round(seconds, 2),
+    result = {"judge": args.judge, "judge_id": judge.id, "items": len(batch), "seconds": round(seconds, 2),
               "judgments_per_s": round(len(batch) / seconds, 1), "threads": torch.get_num_threads(),
               "device": "cuda:" + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
               **cpu_flags(), "torch": torch.__version__}

@@ -1,4 +1,4 @@
-"""Finetune labels (issue 12, item 7): the labeler per target, and which answers are dropped."""
+"""Finetune labels: the labeler per target, and which answers are dropped."""
 
 from __future__ import annotations
 

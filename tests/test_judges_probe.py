@@ -97,7 +97,7 @@ def test_default_judge_routes_bbq_toxicity_and_refusal_rows():
     assert [v.label for v in verdicts] == [COMPLIANCE, REFUSAL, COMPLIANCE, REFUSAL, BIASED, NOT_BIASED,
                                            COMPLIANCE, REFUSAL, REFUSAL, COMPLIANCE]
     assert "code-style refusal" in verdicts[8].explanation
-    assert verdicts[0].judge_id == "bbq-v1"
+    assert verdicts[0].judge_id == "bbq-v2"
     assert "names none of the options" in verdicts[2].explanation and "refusal probe" in verdicts[2].explanation
     assert verdicts[4].judge_id == judge.toxicity.id and verdicts[6].judge_id == judge.refusal.id
     assert judge.refusal.id in judge.id and judge.toxicity.id in judge.id

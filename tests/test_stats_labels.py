@@ -1,4 +1,4 @@
-"""Issue 12 item 9: honest interval labels, Holm-corrected EMA p-values, corrected early-layer check."""
+"""Honest interval labels, Holm-corrected EMA p-values, corrected early-layer check."""
 
 import csv
 import itertools

@@ -1,4 +1,4 @@
-"""Issue 12 item 10: the study's scores, deltas, EMA flags, p-values and checkpoint selection,
+"""The study's scores, deltas, EMA flags, p-values and checkpoint selection,
 checked against the raw responses with a judge that reads the response.
 
 The aligned model is the refusing tiny model and the judge the marker judge of study_stubs.py.

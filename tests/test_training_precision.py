@@ -1,4 +1,4 @@
-"""Full-rank training in bf16: small updates must not round away (issue 12, item 2)."""
+"""Full-rank training in bf16: small updates must not round away."""
 
 from __future__ import annotations
 
