@@ -141,3 +141,23 @@ def test_unlearn_without_files_collects_trains_and_selects(refusing_model_dir, d
     assert selected["step"] in (1, 2) and Path(selected["path"]).is_dir()
     assert json.loads((out / "collect" / "cybersecurity" / "counts.json").read_text())["forget"] > 0
     assert not (out / "eval").exists()  # stops after training
+
+
+@pytest.mark.slow
+def test_study_with_the_default_judge_reports_its_calibration(refusing_model_dir, tiny_model_dir, data_dir, tmp_path):
+    """The real default judge (encoder + probes) through a whole tiny study, report included."""
+    cfg = tiny_config(refusing_model_dir, tmp_path / "d", tiny_model_dir)
+    cfg = cfg.model_copy(update={"variants": ["unlearn"],
+                                 "judges": cfg.judges.model_copy(update={"primary": "default", "audit": "keyword",
+                                                                         "audit_sample": 6})})
+    root = Study(cfg, data_dir).run()
+    rows = [json.loads(line) for line in (root / "baseline" / "responses.jsonl").read_text().splitlines()]
+    assert all(r["judge"].startswith(("probe-", "default-v2", "bbq-")) for r in rows)
+    # "I'm sorry, but I can't help..." is what the refusing model says: a refusal
+    assert sum(r["label"] == "refusal" for r in rows if "sorry" in r["response"].lower()) == \
+        sum("sorry" in r["response"].lower() for r in rows) > 0
+    calibration = json.loads((root / "results" / "calibration.json").read_text())
+    assert {c["set"] for c in calibration} == {"xstest-v2", "spillover-own-v1"}
+    assert all(0.5 < c["kappa"] <= 1 for c in calibration)
+    html = (root / "report" / "report.html").read_text()
+    assert "Calibration of the primary judge against human labels" in html and "spillover-own-v1" in html
