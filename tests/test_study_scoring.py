@@ -139,9 +139,11 @@ def test_scores_follow_the_responses_and_selection_meets_its_boundaries(
 
 
 @pytest.mark.slow
-def test_empty_selection_slice_is_refused_before_training(refusing_model_dir, data_dir, tmp_path, marker_judge):
-    cfg = scoring_config(refusing_model_dir, tmp_path, mmlu_n=None)  # evaluation takes every question
-    with pytest.raises(InputError, match="selection"):
+def test_slices_that_leave_no_selection_question_are_refused_before_training(refusing_model_dir, data_dir, tmp_path,
+                                                                              marker_judge):
+    cfg = scoring_config(refusing_model_dir, tmp_path, mmlu_n=None)  # evaluation takes every question left
+    cfg = cfg.model_copy(update={"selection": cfg.selection.model_copy(update={"mmlu_n": 100_000})})
+    with pytest.raises(InputError, match=r"selection\.mmlu_n"):
         Study(cfg, data_dir).run()
     root = tmp_path / "scoring"
     assert not list(root.glob("cache/train/*/checkpoint-*")) and not list(root.glob("train/**/selected.json"))

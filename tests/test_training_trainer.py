@@ -231,7 +231,8 @@ model, tok = load_model(sys.argv[1], device="cpu", dtype="fp32")
 train((model, tok), forget, None, TrainConfig(lr=1e-2, batch_size=2, max_steps=2, save_every=2, lora={"r": 4}),
       Path(sys.argv[2]))
 trained = [p.detach().sum().item() for p in model.parameters() if p.requires_grad]
-print(f"rank {dist.get_rank()} of {dist.get_world_size()}: {sum(trained):.6f}")
+# one file per rank: two processes printing to one pipe can interleave within a line
+(Path(sys.argv[2]) / f"rank{dist.get_rank()}.txt").write_text(f"rank {dist.get_rank()} of {dist.get_world_size()}: {sum(trained):.6f}")
 """
 
 
@@ -247,7 +248,7 @@ def test_two_process_ddp_keeps_replicas_identical(tiny_model_dir, tmp_path):
                            str(tiny_model_dir), str(tmp_path / "out")], capture_output=True, text=True, env=env,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = sorted(x for x in proc.stdout.splitlines() if x.startswith("rank "))
+    lines = sorted(p.read_text() for p in (tmp_path / "out").glob("rank*.txt"))
     assert [x.split(":")[0] for x in lines] == ["rank 0 of 2", "rank 1 of 2"]
     assert lines[0].split(":")[1] == lines[1].split(":")[1]  # gradients were averaged across processes
     assert [r["step"] for r in _log(tmp_path / "out")] == [1, 2]  # logged once, by the main process

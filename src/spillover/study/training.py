@@ -34,10 +34,7 @@ def train_variant(study, target: str, variant: str, cfg: TrainConfig, work: Path
                          "raise collect.n_target_train or pick another target")
     retain = _examples(sets / "retain.jsonl") if cfg.w2 > 0 else None
     sel = study.cfg.selection
-    _, mmlu_sel = study.mmlu_records()
-    if sel.mmlu_n and not mmlu_sel:
-        raise InputError(f"selection.mmlu_n is {sel.mmlu_n} but no MMLU question is left for checkpoint "
-                         "selection after evaluation.mmlu_n; lower evaluation.mmlu_n")
+    _, mmlu_sel = study.mmlu_records()  # never empty (mmlu_slices)
     diagnostics = Diagnostics(
         kl_prompts={d: [r.prompt for r in study.suite.get(d, "test")[:sel.kl_prompts]] for d in kl_sets(study)},
         mmlu=mmlu_sel or None, batch_size=study.cfg.models.batch_size,
