@@ -64,6 +64,10 @@ def test_every_numeric_field_is_bounded():
     ("evaluation: {decoding: {top_p: 1.5}}", "evaluation.decoding.top_p"),
     ("training: {seed: -2}", "training.seed"),
     ("concepts: {layers: [-1]}", "concepts.layers.0"),
+    # names checked at load as well as numbers
+    ("models: {dtype: bf61}", "models.dtype"),
+    ("judges: {per_set: {toxicty: bbq}}", "judges.per_set"),
+    ("evaluation: {sets: [cyber_security]}", "evaluation.sets"),
 ])
 def test_out_of_range_values_are_refused_naming_file_and_field(tmp_path, yaml_text, field):
     path = tmp_path / "study.yaml"
