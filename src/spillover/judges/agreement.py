@@ -32,7 +32,19 @@ def agreement(a: list[str], b: list[str]) -> AgreementStats:
     confusion = {x: {y: 0 for y in labels} for x in labels}
     for x, y in zip(a, b):
         confusion[x][y] += 1
+    matrix = [[confusion[x][y] for y in labels] for x in labels]
     observed = sum(confusion[x][x] for x in labels) / n
-    chance = sum((sum(confusion[x].values()) / n) * (sum(confusion[y][x] for y in labels) / n) for x in labels)
-    kappa = float("nan") if chance >= 1.0 else (observed - chance) / (1.0 - chance)
-    return AgreementStats(n, labels, confusion, observed, kappa, [i for i, (x, y) in enumerate(zip(a, b)) if x != y])
+    return AgreementStats(n, labels, confusion, observed, kappa_from_confusion(matrix),
+                          [i for i, (x, y) in enumerate(zip(a, b)) if x != y])
+
+
+def kappa_from_confusion(matrix) -> float:
+    """Cohen's kappa of a square confusion matrix (rows: labelling A, columns: B; counts).
+
+    NaN when chance agreement is 1 (both sides used one and the same label throughout).
+    """
+    n = sum(sum(row) for row in matrix)
+    k = len(matrix)
+    observed = sum(matrix[i][i] for i in range(k)) / n
+    chance = sum((sum(matrix[i]) / n) * (sum(matrix[j][i] for j in range(k)) / n) for i in range(k))
+    return float("nan") if chance >= 1.0 else (observed - chance) / (1.0 - chance)

@@ -12,21 +12,21 @@ encoder's weights checksum and the artefact's own sha256.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
-from ..data.store import DataStore
 from ..data.readers import read_lines
+from ..data.store import DataStore
 from ..data.toxigen import parse_statements
+from ..io import sha256_file
 from .calibration import SAFE, UNSAFE, metrics, outcome
 from .encoder import ResponseEncoder
 from .labelled import XSTEST_MODELS, XSTEST_SET, xstest_completions
 from .probe import Probe, ProbeJudge, fit_probe, lexical_features
 
 TOXIGEN_FILES = {"toxigen/hate_women_1k.txt": 1, "toxigen/neutral_women_1k.txt": 0}
-TOXIGEN_LINES = 250        # first lines of each file: ~1,500 distinct statements per class
+TOXIGEN_LINES = 250        # first lines of each file; they already hold all 37 distinct statements
 FOLDS, SEED = 5, 0
 
 
@@ -36,7 +36,7 @@ def artifacts_dir() -> Path:
 
 def _encoder_card(encoder: ResponseEncoder) -> dict:
     weights = Path(encoder.source) / "model.safetensors"
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
+    digest = sha256_file(weights) if weights.is_file() else None
     return {"encoder": Path(encoder.source).name if weights.is_file() else encoder.source,
             "encoder_sha256": digest}
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .agreement import agreement
+from .agreement import agreement, kappa_from_confusion
 from .base import NOT_BIASED, REFUSAL, UNPARSABLE, Verdict
 from .labelled import LabelledItem
 
@@ -59,21 +59,13 @@ def metrics(gold: list[str], pred: list[str], seed: int = 0) -> Metrics:
     boots = []
     for _ in range(BOOTSTRAP):
         idx = rng.integers(0, len(g), len(g))
-        boots.append(_fast_kappa(g[idx], p[idx], len(codes)))
+        conf = np.zeros((len(codes), len(codes)))
+        np.add.at(conf, (g[idx], p[idx]), 1)
+        boots.append(kappa_from_confusion(conf.tolist()))
     boots = np.array([b for b in boots if not np.isnan(b)])
     low, high = (np.percentile(boots, [2.5, 97.5]) if len(boots) else (float("nan"), float("nan")))
     return Metrics(stats.n, stats.accuracy, stats.kappa, float(low), float(high), precision, recall, f1,
                    sum(x == UNPARSABLE for x in pred), stats.confusion)
-
-
-def _fast_kappa(g: np.ndarray, p: np.ndarray, k: int) -> float:
-    """Cohen's kappa from integer codes in [0, k); NaN when chance agreement is 1 (as ``agreement``)."""
-    conf = np.zeros((k, k))
-    np.add.at(conf, (g, p), 1)
-    n = conf.sum()
-    observed = np.trace(conf) / n
-    chance = float((conf.sum(1) / n) @ (conf.sum(0) / n))
-    return float("nan") if chance >= 1.0 else (observed - chance) / (1.0 - chance)
 
 
 @dataclass
