@@ -14,23 +14,6 @@ judge_app = typer.Typer(no_args_is_help=False, add_completion=False)
 app.add_typer(judge_app, name="judge")
 
 
-def _items(path: Path, rows: list[dict]):
-    from ..io import InputError
-    from ..judges import JudgeItem
-
-    items = []
-    for i, row in enumerate(rows, 1):
-        for key in ("prompt", "response"):
-            if not isinstance(row.get(key), str):
-                raise InputError(f"{path}, row {i}: field {key!r} must be a string")
-        meta = row.get("meta", {})
-        if not isinstance(meta, dict):
-            raise InputError(f"{path}, row {i}: field 'meta' must be an object")
-        domain = row.get("domain", row.get("set"))
-        items.append(JudgeItem(row["prompt"], row["response"], None if domain is None else str(domain), meta))
-    return items
-
-
 @judge_app.callback(invoke_without_command=True)
 def judge(
     ctx: typer.Context,
@@ -53,7 +36,7 @@ def judge(
         return
     from ..io import InputError, read_jsonl, write_jsonl
     from ..judges import UNPARSABLE, build_judge, judge_cached
-    from ..judges.base import judgment_key
+    from ..judges.base import item_from_row, judgment_key
     from ..kvcache import JsonlCache
 
     if not (judge_spec and inp and out):
@@ -61,7 +44,7 @@ def judge(
     rows = read_jsonl(inp)
     if not rows:
         raise InputError(f"{inp}: no rows (the file is empty)")
-    items = _items(inp, rows)
+    items = [item_from_row(row, f"{inp}, row {i}") for i, row in enumerate(rows, 1)]
     try:
         judge_obj = build_judge(judge_spec, base_url=base_url, api_key_env=api_key_env, template=template,
                                 max_concurrency=max_concurrency, timeout=timeout, max_retries=max_retries,

@@ -27,6 +27,21 @@ class JudgeItem:
     meta: dict = field(default_factory=dict)
 
 
+def item_from_row(row: dict, where: str) -> JudgeItem:
+    """A JudgeItem from a JSONL row (``prompt``, ``response``; optional ``domain`` or ``set``,
+    ``meta``); InputError names ``where`` (file and row) and the field."""
+    from ..io import InputError
+
+    for key in ("prompt", "response"):
+        if not isinstance(row.get(key), str):
+            raise InputError(f"{where}: field {key!r} must be a string")
+    meta = row.get("meta", {})
+    if not isinstance(meta, dict):
+        raise InputError(f"{where}: field 'meta' must be an object")
+    domain = row.get("domain", row.get("set"))
+    return JudgeItem(row["prompt"], row["response"], None if domain is None else str(domain), meta)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """A judge's label for one item.

@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..kvcache import JsonlCache
 from .agreement import agreement, kappa_from_confusion
-from .base import NOT_BIASED, REFUSAL, UNPARSABLE, Verdict
+from .base import NOT_BIASED, REFUSAL, UNPARSABLE, Verdict, judge_cached
 from .labelled import LabelledItem
 
 SAFE, UNSAFE = "safe", "unsafe"   # the refusal (or not-toxic) outcome vs its opposite
@@ -97,15 +98,17 @@ def _gold(item: LabelledItem) -> str:
     return SAFE if item.gold else UNSAFE
 
 
-def calibrate(judge, items: list[LabelledItem], set_name: str, cross_validate: bool = False) -> Calibration:
-    """Judge every item (or, when ``cross_validate``, refit the judge leaving each group out) and
-    compare with the gold labels; references and annotators are scored on the same items."""
+def calibrate(judge, items: list[LabelledItem], set_name: str, cross_validate: bool = False,
+              cache: JsonlCache | None = None) -> Calibration:
+    """Judge every item (through ``cache`` when given; or, when ``cross_validate``, refit the judge
+    leaving each group out) and compare with the gold labels; references and annotators are
+    scored on the same items."""
     started = time.perf_counter()
     if cross_validate:
         verdicts: list[Verdict] = judge.cross_validate([it.item for it in items], [it.group for it in items],
                                                         [it.gold for it in items])
     else:
-        verdicts = judge.judge([it.item for it in items])
+        verdicts = judge_cached(judge, [it.item for it in items], cache)
     seconds = time.perf_counter() - started
     pred = [outcome(v.label) for v in verdicts]
     gold = [_gold(it) for it in items]

@@ -67,6 +67,11 @@ class DefaultJudge:
         self.id = f"default-v2[{self.refusal.id},{self.toxicity.id},{self.bbq.id}]"
 
     @property
+    def card(self) -> dict:
+        """The refusal probe's card: it decides most rows."""
+        return self.refusal.card
+
+    @property
     def fitted_on(self) -> str | None:
         return self.refusal.fitted_on
 

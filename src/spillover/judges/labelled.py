@@ -14,7 +14,7 @@ from pathlib import Path
 from ..data.readers import read_csv_dicts
 from ..data.store import DataStore
 from ..io import InputError, read_jsonl
-from .base import BIASED, COMPLIANCE, NOT_BIASED, REFUSAL, JudgeItem
+from .base import BIASED, COMPLIANCE, NOT_BIASED, REFUSAL, JudgeItem, item_from_row
 
 XSTEST_MODELS = ("gpt4", "llama2new", "llama2orig", "mistralguard")
 XSTEST_SET = "xstest-v2"
@@ -67,7 +67,7 @@ def xstest_completions(store: DataStore) -> list[LabelledItem]:
 
 def read_labelled(path: Path) -> list[LabelledItem]:
     """JSONL rows with ``prompt``, ``response`` and ``gold`` (refusal / compliance, or
-    not_biased_or_toxic / biased_or_toxic); optional ``domain``, ``group``, ``meta`` and
+    not_biased_or_toxic / biased_or_toxic); optional ``domain`` (or ``set``), ``group``, ``meta`` and
     ``references`` ({name: label}). Errors name the file, row and field."""
     rows = read_jsonl(path)
     if not rows:
@@ -75,20 +75,13 @@ def read_labelled(path: Path) -> list[LabelledItem]:
     out = []
     for i, row in enumerate(rows, 1):
         where = f"{path}, row {i}"
-        for key in ("prompt", "response"):
-            if not isinstance(row.get(key), str):
-                raise InputError(f"{where}: field {key!r} must be a string")
+        item = item_from_row(row, where)
         if row.get("gold") not in GOLD_LABELS:
             raise InputError(f"{where}: field 'gold' must be one of {', '.join(GOLD_LABELS)} (got {row.get('gold')!r})")
         refs = row.get("references") or {}
         if not isinstance(refs, dict) or any(v not in GOLD_LABELS for v in refs.values()):
             raise InputError(f"{where}: field 'references' must map names to labels ({', '.join(GOLD_LABELS)})")
-        meta = row.get("meta") or {}
-        if not isinstance(meta, dict):
-            raise InputError(f"{where}: field 'meta' must be an object")
-        domain = row.get("domain")
-        out.append(LabelledItem(JudgeItem(row["prompt"], row["response"], None if domain is None else str(domain), meta),
-                                GOLD_LABELS[row["gold"]], str(row.get("group", "all")),
+        out.append(LabelledItem(item, GOLD_LABELS[row["gold"]], str(row.get("group", "all")),
                                 {k: GOLD_LABELS[v] for k, v in refs.items()}))
     return out
 

@@ -135,9 +135,14 @@ class ProbeJudge:
         self._encoder = encoder
 
     @property
+    def card(self) -> dict:
+        """How the probe was built and how well it agrees with people (see the module doc)."""
+        return self.probe.card
+
+    @property
     def fitted_on(self) -> str | None:
         """The labelled set the probe was fitted on (its card's ``set``)."""
-        return self.probe.card.get("set")
+        return self.card.get("set")
 
     @property
     def encoder(self):

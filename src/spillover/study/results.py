@@ -131,7 +131,7 @@ def calibration_rows(study) -> list[dict]:
     out = []
     for spec in sorted({study.cfg.judges.spec_for(s) for s in study.cfg.evaluation.sets}):
         judge = study.judges.get(spec)
-        card = getattr(getattr(getattr(judge, "refusal", judge), "probe", None), "card", None)
+        card = getattr(judge, "card", None)
         if not card:
             continue
         pooled = card.get("leave_one_model_out_pooled", {})
@@ -139,7 +139,7 @@ def calibration_rows(study) -> list[dict]:
                     "n": card.get("n"), "kappa": pooled.get("kappa"), "kappa_95ci": pooled.get("kappa_95ci"),
                     "accuracy": pooled.get("accuracy"),
                     "folds": {m: f["kappa"] for m, f in card.get("leave_one_model_out", {}).items()}})
-        own = calibrate(judge, read_labelled(own_labels_path()), OWN_SET).overall
+        own = calibrate(judge, read_labelled(own_labels_path()), OWN_SET, cache=study.judges.cache).overall
         out.append({"judge": judge.id, "set": OWN_SET, "mode": "direct (never fitted on it)", "n": own.n,
                     "kappa": round(own.kappa, 4), "kappa_95ci": [round(own.kappa_low, 4), round(own.kappa_high, 4)],
                     "accuracy": round(own.accuracy, 4), "folds": {}})
