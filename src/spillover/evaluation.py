@@ -114,10 +114,11 @@ def evaluate_responses(
         subset = [r for r in rows if r["set"] == name]
         spec = judge_for[name]
         verdicts = judges.judge(spec, subset)
-        check_unparsable(name, verdicts[0].judge_id if verdicts else spec, [v.label for v in verdicts])
+        judge_id = judges.get(spec).id  # the whole judge (rows keep the component that decided)
+        check_unparsable(name, judge_id, [v.label for v in verdicts])
         for r, v in zip(subset, verdicts):
             r.update(label=v.label, judge=v.judge_id, explanation=v.explanation)
-        scores.append(score(name, verdicts[0].judge_id if verdicts else spec,
+        scores.append(score(name, judge_id,
                             [refusal_flag(v.label) for v in verdicts]))
     return rows, scores
 
