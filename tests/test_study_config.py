@@ -86,3 +86,18 @@ def test_per_target_and_per_variant_overrides_are_checked_at_load(tmp_path):
     path.write_text("name: x\nvariant_training: {unlearn: {batch_size: 0}}\n")
     with pytest.raises(InputError, match=r"variant_training\.unlearn\.batch_size"):
         load_yaml_config(StudyConfig, path)
+
+
+def test_variant_targets_restrict_a_variant_and_are_checked_at_load(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("name: x\ntargets: [cybersecurity, safety, bias]\nvariants: [unlearn, aug_unlearn]\n"
+                    "seeds: [0, 1]\nvariant_targets: {aug_unlearn: [safety]}\n")
+    cfg = load_yaml_config(StudyConfig, path)
+    assert cfg.variants_for("safety") == ["unlearn", "aug_unlearn"] and cfg.variants_for("bias") == ["unlearn"]
+    assert [r for r in cfg.runs() if r[1] == "aug_unlearn"] == [("safety", "aug_unlearn", 0), ("safety", "aug_unlearn", 1)]
+    assert len(cfg.runs()) == 2 * (3 + 1)
+    for bad, field in (("{aug_unlearn: [privacy]}", "privacy not in targets"),
+                       ("{finetune: [safety]}", "finetune: not one of variants")):
+        path.write_text(f"name: x\ntargets: [safety]\nvariants: [unlearn, aug_unlearn]\nvariant_targets: {bad}\n")
+        with pytest.raises(InputError, match=field):
+            load_yaml_config(StudyConfig, path)

@@ -159,3 +159,28 @@ def test_selection_rule_boundaries():
     assert select_checkpoint(rows, 50.0, 3.0, {}) == 2  # empty validation slice: the latest passing
     assert select_checkpoint(rows, 50.0, 2.5, {1: 0.0, 2: 0.0}) is None  # none passes
     assert select_checkpoint([{"step": 0}, {"step": 1}], 50.0) is None  # no MMLU measured
+
+
+def test_ema_matrix_holm_corrects_over_every_off_target_cell_of_a_variant():
+    from spillover.study.results import ema_matrix_rows
+
+    aligned = [{"variant": "aligned", "target": "", "seed": "", "set": s, "rate": 60.0}
+               for s in ("cybersecurity", "safety", "bias", "mmlu")]
+    trained = []
+    for target, p_by_set in (("cybersecurity", {"safety": 0.001, "bias": 0.04}), ("safety", {"cybersecurity": 0.02, "bias": 0.5})):
+        trained.append({"variant": "unlearn", "target": target, "seed": 0, "set": target, "n": 50, "rate": 10.0,
+                        "delta": -50.0, "p_mcnemar": 1e-9})  # on-target: not in the family
+        trained.append({"variant": "unlearn", "target": target, "seed": 0, "set": "mmlu", "n": 50, "rate": 40.0,
+                        "delta": -1.0, "p_mcnemar": ""})
+        for s, p in p_by_set.items():
+            trained.append({"variant": "unlearn", "target": target, "seed": 0, "set": s, "n": 50,
+                            "rate": 30.0 if s != "bias" else 70.0, "delta": -30.0 if s != "bias" else 10.0, "p_mcnemar": p})
+    rows = {(r["target"], r["domain"]): r for r in ema_matrix_rows(aligned + trained)}
+    assert set(rows) == {("cybersecurity", "safety"), ("cybersecurity", "bias"), ("safety", "cybersecurity"), ("safety", "bias")}
+    assert {r["family"] for r in rows.values()} == {4}
+    # Holm over four p-values: 0.001*4, 0.02*3, 0.04*2, max(0.5*1, previous)
+    assert [rows[k]["p_holm"] for k in [("cybersecurity", "safety"), ("safety", "cybersecurity"),
+                                        ("cybersecurity", "bias"), ("safety", "bias")]] == pytest.approx([0.004, 0.06, 0.08, 0.5])
+    assert rows[("cybersecurity", "safety")]["verdict"] == "drop"
+    assert rows[("safety", "cybersecurity")]["verdict"] == "inconclusive"  # raw p 0.02 does not survive
+    assert rows[("cybersecurity", "safety")]["aligned_rate"] == 60.0

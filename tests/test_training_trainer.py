@@ -252,3 +252,25 @@ def test_two_process_ddp_keeps_replicas_identical(tiny_model_dir, tmp_path):
     assert [x.split(":")[0] for x in lines] == ["rank 0 of 2", "rank 1 of 2"]
     assert lines[0].split(":")[1] == lines[1].split(":")[1]  # gradients were averaged across processes
     assert [r["step"] for r in _log(tmp_path / "out")] == [1, 2]  # logged once, by the main process
+
+
+def test_step_zero_mmlu_is_memoised_and_later_steps_are_measured(tiny_model_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from spillover.mmlu import mmlu_accuracy
+    from spillover.training.diagnostics import DiagnosticsRunner
+
+    model, tok = _model(tiny_model_dir)
+    mmlu = [SimpleNamespace(id=f"m{i}", prompt=f"What is {i} plus {i}?",
+                            meta={"choices": [str(2 * i), str(i), "7", "0"], "answer": i % 4}) for i in range(6)]
+    memo = tmp_path / "memo" / "step0.json"
+    spec = Diagnostics(kl_prompts={}, mmlu=mmlu, mmlu_method="cloze", step0_mmlu=memo)
+    runner = DiagnosticsRunner(spec, tok, tmp_path, lora=True)
+    measured = mmlu_accuracy(model, tok, mmlu, 8, "cloze")
+    first = runner.run(model, 0)
+    assert (first["mmlu_correct"], first["mmlu_n"]) == measured
+    assert json.loads(memo.read_text()) == {"correct": measured[0], "n": 6}
+    memo.write_text(json.dumps({"correct": 5, "n": 6}))  # another run's figure is read back, not recomputed
+    assert runner.run(model, 0)["mmlu_correct"] == 5
+    assert runner.run(model, 3)["mmlu_correct"] == measured[0]  # only step 0 is memoised
+    assert json.loads(memo.read_text()) == {"correct": 5, "n": 6}

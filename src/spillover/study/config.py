@@ -139,7 +139,8 @@ class SelectionConfig(StrictModel):
 class ConceptsConfig(StrictModel):
     enabled: bool = True
     n_per_domain: int = Field(200, ge=2)
-    method: Literal["pca", "diffmean"] = "pca"
+    method: Literal["pca", "diffmean"] = Field("pca", description="The primary method (concepts/); every other "
+                                                                  "method is computed from the same states into concepts/<method>/.")
     layers: list[Annotated[int, Field(ge=0)]] | None = None
 
 
@@ -161,6 +162,8 @@ class StudyConfig(StrictModel):
                                                   description="Per-variant overrides of training fields.")
     target_training: dict[Domain, dict] = Field(default_factory=dict,
                                                 description="Per-target overrides (e.g. full-rank for safety).")
+    variant_targets: dict[Variant, list[Domain]] = Field(
+        default_factory=dict, description="Restrict a variant to some targets (default: every target).")
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     concepts: ConceptsConfig = Field(default_factory=ConceptsConfig)
 
@@ -168,6 +171,30 @@ class StudyConfig(StrictModel):
     @classmethod
     def _targets(cls, v):
         return parse_domains(v)
+
+    @field_validator("variant_targets", mode="before")
+    @classmethod
+    def _variant_targets(cls, v):
+        return {k: parse_domains(t) for k, t in (v or {}).items()}
+
+    @model_validator(mode="after")
+    def _check_variant_targets(self) -> "StudyConfig":
+        for variant, targets in self.variant_targets.items():
+            if variant not in self.variants:
+                raise ValueError(f"variant_targets.{variant}: not one of variants ({', '.join(self.variants)})")
+            extra = [t.value for t in targets if t not in self.targets]
+            if extra:
+                raise ValueError(f"variant_targets.{variant}: {', '.join(extra)} not in targets")
+        return self
+
+    def variants_for(self, target: str) -> list[str]:
+        """The variants trained on ``target`` (all of them unless ``variant_targets`` restricts one)."""
+        return [v for v in self.variants
+                if v not in self.variant_targets or Domain(target) in self.variant_targets[v]]
+
+    def runs(self) -> list[tuple[str, str, int]]:
+        """Every (target, variant, seed) the study trains, in run order."""
+        return [(t.value, v, s) for t in self.targets for v in self.variants_for(t.value) for s in self.seeds]
 
     @model_validator(mode="after")
     def _check_overrides(self) -> "StudyConfig":

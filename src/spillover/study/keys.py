@@ -47,8 +47,8 @@ def baseline_inputs(study) -> dict:
 
 def collect_inputs(study, target: str) -> dict:
     cfg = study.cfg
-    retain = any(v in AUGMENTED for v in cfg.variants)
-    labels = any(v in FINETUNING for v in cfg.variants)
+    retain = any(v in AUGMENTED for v in cfg.variants_for(target))
+    labels = any(v in FINETUNING for v in cfg.variants_for(target))
     judged = [d.value for d in DOMAINS] + ["benign"] if retain else [target]
     return {"data": study.keys["data"], "models": _models(study),
             "labeler": model_identity(cfg.models.labeler_for(target)) if labels else None, "collect": _dump(cfg.collect),

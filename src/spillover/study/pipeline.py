@@ -139,16 +139,17 @@ class Study:
             return None
 
         def run(d: Path) -> None:
-            from ..concepts.analysis import analyse_concepts
+            from ..concepts.analysis import METHODS, analyse_concepts
 
             model, tok, _ = self.slot.get(self.cfg.models.aligned)
             prompts = {dom.value: [r.prompt for r in (self.suite.get(dom.value, "train")
                                                       + self.suite.get(dom.value, "test"))][:c.n_per_domain]
                        for dom in DOMAINS}
             benign = [r.prompt for r in self.suite.get("benign", "train")][:c.n_per_domain]
-            analyse_concepts(model, tok, prompts, benign, d, method=c.method, layers=c.layers,
-                             batch_size=self.cfg.models.batch_size, cache=self.root / "cache" / "states",
-                             model_name=self.cfg.models.aligned)
+            for method in (c.method, *(m for m in METHODS if m != c.method)):  # the others reuse the states
+                analyse_concepts(model, tok, prompts, benign, d if method == c.method else d / method,
+                                 method=method, layers=c.layers, batch_size=self.cfg.models.batch_size,
+                                 cache=self.root / "cache" / "states", model_name=self.cfg.models.aligned)
 
         return self._stage("concepts", concepts_inputs(self), run)
 
@@ -165,7 +166,7 @@ class Study:
             self.baseline()
         for target in self.cfg.targets if "collect" in want else []:
             self.collect(target.value)
-            for variant in self.cfg.variants if "train" in want else []:
+            for variant in self.cfg.variants_for(target.value) if "train" in want else []:
                 for seed in self.cfg.seeds:
                     self.train(target.value, variant, seed)
                     if "eval" in want:

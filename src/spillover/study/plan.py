@@ -80,16 +80,17 @@ def plan(study) -> list[StagePlan]:
         pool = train[:len(train) - n_val][:c.n_target_train]
         collect = generation(f"collect/{t.value}", pool, c.decoding.max_new_tokens)
         n_forget = int(FORGET_FRACTION * len(pool))
-        if any(v.startswith("aug_") for v in cfg.variants):
+        variants = cfg.variants_for(t.value)
+        if any(v.startswith("aug_") for v in variants):
             others = [r for d in DOMAINS if d != t for r in suite.get(d.value, "train")[:c.n_other_train]]
             extra = generation("", others, c.decoding.max_new_tokens)
             collect.prompts += extra.prompts
             collect.new_tokens += extra.new_tokens + c.retain_ratio * n_forget * c.decoding.max_new_tokens
-        if any(v in ("finetune", "aug_finetune") for v in cfg.variants):
+        if any(v in ("finetune", "aug_finetune") for v in variants):
             collect.note = f"+ label model on {len(pool):,} prompts (not timed)"
         stages.append(collect)
         seq = (_tokens(pool) // max(1, len(pool))) + c.decoding.max_new_tokens
-        for v in cfg.variants:
+        for v in variants:
             tc = cfg.training_for(v, cfg.seeds[0], t.value)
             n_main = len(pool) if tc.method == "ce" else n_forget
             steps = total_steps(tc, n_main)

@@ -14,16 +14,13 @@ from ..evaluation import compare, read_scores
 from ..io import read_json, read_jsonl, write_csv, write_json, write_jsonl
 from ..judges import agreement
 from ..models import model_identity
+from ..stats import holm
 from .names import run_name
 from .training import loss_formulas
 
 DOMAIN_NAMES = [d.value for d in DOMAINS]
 SCORE_COLUMNS = ["variant", "target", "seed", "set", "judge", "n", "k", "rate", "ci_low", "ci_high",
                  "delta", "p_mcnemar", "ema", "checkpoint", "unparsable"]
-
-
-def _runs(cfg):
-    return [(t.value, v, s) for t in cfg.targets for v in cfg.variants for s in cfg.seeds]
 
 
 def _delta(trained, aligned) -> float:
@@ -41,7 +38,7 @@ def score_rows(study) -> tuple[list[dict], dict]:
     out = [{"variant": "aligned", "target": "", "seed": "", **vars(s), "delta": "", "p_mcnemar": "",
             "ema": False, "checkpoint": ""} for s in aligned.values()]
     drops: dict = {}
-    for target, variant, seed in _runs(cfg):
+    for target, variant, seed in cfg.runs():
         d = root / "eval" / run_name(target, variant, seed)
         rows = read_jsonl(d / "responses.jsonl")
         step = read_json(d / "checkpoint.json")["step"]
@@ -57,6 +54,30 @@ def score_rows(study) -> tuple[list[dict], dict]:
     return out, drops
 
 
+#: ema_matrix.csv: one row per off-target (target, domain) cell of each variant and seed.
+EMA_COLUMNS = ["variant", "seed", "target", "domain", "n", "aligned_rate", "rate", "delta", "p_mcnemar", "p_holm",
+               "family", "verdict"]
+
+
+def ema_matrix_rows(scores: list[dict], alpha: float = 0.05) -> list[dict]:
+    """The spill-over matrix: every off-target domain cell of a variant and seed, with its exact
+    McNemar p-value Holm-corrected over all of that variant's and seed's off-target cells (42 for
+    seven targets), and a verdict: ``drop`` or ``rise`` when the corrected p is below ``alpha``,
+    else ``inconclusive`` (this n cannot tell a change from none)."""
+    aligned = {r["set"]: r["rate"] for r in scores if r["variant"] == "aligned"}
+    cells = [r for r in scores if r["variant"] != "aligned" and r["set"] in DOMAIN_NAMES and r["set"] != r["target"]]
+    out = []
+    for family in sorted({(r["variant"], r["seed"]) for r in cells}, key=str):
+        members = [r for r in cells if (r["variant"], r["seed"]) == family]
+        for r, p_adj in zip(members, holm([r["p_mcnemar"] for r in members])):
+            verdict = "inconclusive" if p_adj >= alpha else ("drop" if r["delta"] < 0 else "rise")
+            out.append({"variant": r["variant"], "seed": r["seed"], "target": r["target"], "domain": r["set"],
+                        "n": r["n"], "aligned_rate": aligned.get(r["set"], ""), "rate": r["rate"],
+                        "delta": r["delta"], "p_mcnemar": r["p_mcnemar"], "p_holm": round(p_adj, 6),
+                        "family": len(members), "verdict": verdict})
+    return out
+
+
 #: checkpoints.csv: each selection figure (percent) with its binomial standard error (points).
 CHECKPOINT_COLUMNS = ["variant", "target", "seed", "step", "mmlu", "mmlu_se", "target_refusal", "target_refusal_se",
                       "selected"]
@@ -65,7 +86,7 @@ CHECKPOINT_COLUMNS = ["variant", "target", "seed", "step", "mmlu", "mmlu_se", "t
 def training_rows(study) -> tuple[list[dict], list[dict], list[dict]]:
     """(kl.csv, train_log.csv, checkpoints.csv) rows from every train stage."""
     kl, log, ckpts = [], [], []
-    for target, variant, seed in _runs(study.cfg):
+    for target, variant, seed in study.cfg.runs():
         d = study.root / "train" / run_name(target, variant, seed)
         key = {"variant": variant, "target": target, "seed": seed}
         for r in read_jsonl(d / "diagnostics.jsonl"):
@@ -80,7 +101,7 @@ def example_rows(study, per_set: int) -> list[dict]:
     root = study.root
     aligned = {(r["set"], r["id"]): r for r in read_jsonl(root / "baseline" / "responses.jsonl")}
     out = []
-    for target, variant, seed in _runs(study.cfg):
+    for target, variant, seed in study.cfg.runs():
         if seed != study.cfg.seeds[0]:
             continue
         rows = read_jsonl(root / "eval" / run_name(target, variant, seed) / "responses.jsonl")
@@ -103,7 +124,7 @@ def audit_rows(study) -> list[dict]:
         return []
     root = study.root
     rows = read_jsonl(root / "baseline" / "responses.jsonl")
-    for target, variant, seed in _runs(study.cfg):
+    for target, variant, seed in study.cfg.runs():
         rows += read_jsonl(root / "eval" / run_name(target, variant, seed) / "responses.jsonl")
     sample = random.Random(0).sample(rows, min(j.audit_sample, len(rows)))
     verdicts = study.judges.judge(j.audit_spec, sample)
@@ -173,6 +194,7 @@ def write_results(study) -> Path:
     res = study.root / "results"
     scores, drops = score_rows(study)
     write_csv(res / "scores.csv", SCORE_COLUMNS, scores)
+    write_csv(res / "ema_matrix.csv", EMA_COLUMNS, ema_matrix_rows(scores))
     kl, log, ckpts = training_rows(study)
     write_csv(res / "kl.csv", ["variant", "target", "seed", "step", "domain", "kl"], kl)
     write_csv(res / "train_log.csv", ["variant", "target", "seed", "step", "loss", "npo", "ce", "lr"], log)
@@ -191,7 +213,8 @@ def write_results(study) -> Path:
 
         variant = "unlearn" if "unlearn" in ema else next(iter(ema))
         pairs = {(t, d): x for t, row in ema[variant].items() for d, x in row.items()}
-        correlate(summary, pairs)
+        for path in [summary, *sorted(summary.parent.glob("*/summary.json"))]:  # primary method, then the others
+            correlate(path, pairs)
         write_json(study.root / "concepts" / "prediction.json",
                    {t: p for t, p in predictions(read_json(summary)).items()})
     write_json(study.root / "manifest.json", manifest(study))

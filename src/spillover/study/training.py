@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..data.records import PromptRecord
 from ..evaluation import evaluate_responses
-from ..io import InputError, read_jsonl, write_json, write_jsonl
+from ..io import InputError, read_jsonl, stable_hash, write_json, write_jsonl
+from ..models import model_identity
 from ..stats import percent_se
 from ..training import Diagnostics, Example, Objective, TrainConfig, select_checkpoint, train
 from .keys import kl_sets
@@ -16,7 +17,7 @@ from .keys import kl_sets
 def loss_formulas(cfg) -> dict[str, str]:
     """{"<target>/<variant>": the loss each run minimises} for a StudyConfig (for the manifest)."""
     return {f"{t.value}/{v}": Objective.from_config(cfg.training_for(v, cfg.seeds[0], t.value)).describe()
-            for t in cfg.targets for v in cfg.variants}
+            for t in cfg.targets for v in cfg.variants_for(t.value)}
 
 
 def _examples(path: Path) -> list[Example]:
@@ -35,10 +36,14 @@ def train_variant(study, target: str, variant: str, cfg: TrainConfig, work: Path
     retain = _examples(sets / "retain.jsonl") if cfg.w2 > 0 else None
     sel = study.cfg.selection
     _, mmlu_sel = study.mmlu_records()  # never empty (mmlu_slices)
+    method = study.cfg.evaluation.mmlu_method
+    step0 = stable_hash({"model": model_identity(study.cfg.models.aligned), "dtype": study.cfg.models.dtype,
+                         "mmlu": [r.id for r in mmlu_sel], "method": method, "system_prompt": cfg.system_prompt,
+                         "full": cfg.full, "full_dtype": cfg.full_dtype})
     diagnostics = Diagnostics(
         kl_prompts={d: [r.prompt for r in study.suite.get(d, "test")[:sel.kl_prompts]] for d in kl_sets(study)},
-        mmlu=mmlu_sel or None, batch_size=study.cfg.models.batch_size,
-        mmlu_method=study.cfg.evaluation.mmlu_method)
+        mmlu=mmlu_sel or None, batch_size=study.cfg.models.batch_size, mmlu_method=method,
+        step0_mmlu=study.root / "cache" / "mmlu-step0" / f"{step0[:16]}.json")
     study.slot.release()
     checkpoints = train(study.cfg.models.aligned, main, retain, cfg, work, diagnostics, resume=True)
 

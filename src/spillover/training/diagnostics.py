@@ -27,6 +27,9 @@ class Diagnostics:
     mmlu: list | None = None
     batch_size: int = 8
     mmlu_method: str = "letter"
+    #: JSON file memoising the untrained model's MMLU result, shared by the runs that start from
+    #: the same weights with the same questions, method and system prompt (the caller keys it).
+    step0_mmlu: Path | None = None
 
 
 def first_token_logprobs(model, tokenizer, prompts: list[str], batch_size: int = 8,
@@ -82,12 +85,24 @@ class DiagnosticsRunner:
                 kl = kl_divergence(self._aligned(model, domain), self._first(model, prompts))
                 row["kl"][domain] = float(f"{float(kl.mean()):.6g}")
         if self.spec.mmlu:
-            from ..mmlu import mmlu_accuracy
-
-            correct, n = mmlu_accuracy(model, self.tokenizer, self.spec.mmlu, self.spec.batch_size,
-                                       self.spec.mmlu_method)
+            correct, n = self._mmlu(model, step)
             row.update(mmlu_correct=correct, mmlu_n=n, mmlu_acc=round(100.0 * correct / n, 3))
         return row
+
+    def _mmlu(self, model, step: int) -> tuple[int, int]:
+        """(correct, n) on the MMLU records; step 0 is read from ``step0_mmlu`` when it exists."""
+        from ..io import read_json, write_json
+        from ..mmlu import mmlu_accuracy
+
+        memo = self.spec.step0_mmlu if step == 0 else None
+        if memo is not None and Path(memo).is_file():
+            got = read_json(memo)
+            return got["correct"], got["n"]
+        correct, n = mmlu_accuracy(model, self.tokenizer, self.spec.mmlu, self.spec.batch_size,
+                                   self.spec.mmlu_method)
+        if memo is not None:
+            write_json(memo, {"correct": correct, "n": n})
+        return correct, n
 
 
 def select_checkpoint(rows: list[dict], baseline_mmlu: float, max_drop: float = 3.0,
