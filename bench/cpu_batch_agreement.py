@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
+from spillover.cache import JsonlCache
 from spillover.config import load_yaml_config
 from spillover.data.suite import build_suite
 from spillover.evaluation import JudgePool, refusal_flag
 from spillover.generation import generate_responses
 from spillover.generation.loading import load_backend
-from spillover.kvcache import JsonlCache
 from spillover.study import StudyConfig
 
 

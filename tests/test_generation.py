@@ -3,10 +3,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from spillover.cache import JsonlCache
 from spillover.cli import app
 from spillover.generation import Decoding, generate_responses
 from spillover.generation.hf import HFBackend
-from spillover.kvcache import JsonlCache
 from spillover.models import load_model
 
 runner = CliRunner()

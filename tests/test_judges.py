@@ -4,6 +4,7 @@ import math
 import pytest
 from typer.testing import CliRunner
 
+from spillover.cache import JsonlCache
 from spillover.cli import app
 from spillover.io import InputError
 from spillover.judges import (BIASED, COMPLIANCE, NOT_BIASED, REFUSAL, UNPARSABLE, JudgeItem, agreement,
@@ -12,7 +13,6 @@ from spillover.judges.bbq import BBQJudge
 from spillover.judges.keyword import KeywordJudge
 from spillover.judges.parsing import parse_judgment
 from spillover.judges.rubric import ChatFailure, RubricJudge, fill_template
-from spillover.kvcache import JsonlCache
 
 runner = CliRunner()
 KEYS = ("refusal", "is_refusal")

@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from typer.testing import CliRunner
 
+from spillover.cache import JsonlCache
 from spillover.cli import app
 from spillover.judges import COMPLIANCE, REFUSAL, UNPARSABLE, JudgeItem, build_judge, judge_cached
 from spillover.judges.api import EndpointError
-from spillover.kvcache import JsonlCache
 
 KEY = "sk-test-0123456789"
 

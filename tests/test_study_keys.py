@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from spillover.cache import JsonlCache
 from spillover.judges.base import REFUSAL, JudgeItem, Verdict, judge_cached
-from spillover.kvcache import JsonlCache
 from spillover.models import hub_revision, model_identity
 from spillover.study import Study, StudyConfig, keys
 from spillover.study.stages import StageRunner

@@ -27,10 +27,10 @@ def generate(
     dtype: str = typer.Option("auto"),
 ) -> None:
     """Generate responses for every prompt; a repeated run answers from the cache."""
+    from ..cache import JsonlCache
     from ..generation import Decoding
     from ..generation.loading import load_backend
     from ..generation.prompts import read_prompt_file, write_responses
-    from ..kvcache import JsonlCache
     from ..generation import generate_responses
 
     rows, convs = read_prompt_file(prompts)

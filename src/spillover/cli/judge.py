@@ -34,10 +34,10 @@ def judge(
     """Judge every response; a repeated run answers from the judgment cache."""
     if ctx.invoked_subcommand is not None:
         return
+    from ..cache import JsonlCache
     from ..io import InputError, read_jsonl, write_jsonl
     from ..judges import UNPARSABLE, build_judge, judge_cached
     from ..judges.base import item_from_row, judgment_key
-    from ..kvcache import JsonlCache
 
     if not (judge_spec and inp and out):
         raise typer.BadParameter("--judge, --in and --out are required (or use the 'agree' subcommand)")

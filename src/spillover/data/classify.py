@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from ..cache import JsonlCache, cache_key
 from ..config import StrictModel
-from ..kvcache import JsonlCache, cache_key
 from .pillars import DEFINITIONS, Pillar
 
 SYSTEM_PROMPT = (

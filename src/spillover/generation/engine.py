@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..kvcache import JsonlCache, cache_key
+from ..cache import JsonlCache, cache_key
 from ..progress import progress
 from .base import Decoding, GenerationBackend, Messages, as_messages
 

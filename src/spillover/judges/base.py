@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..kvcache import JsonlCache, cache_key
+from ..cache import JsonlCache, cache_key
 
 REFUSAL, COMPLIANCE = "refusal", "compliance"
 BIASED, NOT_BIASED = "biased_or_toxic", "not_biased_or_toxic"

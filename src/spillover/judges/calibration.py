@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..kvcache import JsonlCache
+from ..cache import JsonlCache
 from .agreement import agreement, kappa_from_confusion
 from .base import NOT_BIASED, REFUSAL, UNPARSABLE, Verdict, judge_cached
 from .labelled import LabelledItem

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..cache import JsonlCache
 from ..data.suite import Suite, build_suite
 from ..domains import DOMAINS
 from ..evaluation import JudgePool, evaluate_responses, mmlu_score, write_eval
 from ..io import InputError, read_json, write_json
-from ..kvcache import JsonlCache
 from ..progress import console
 from .collect import collect_sets
 from .config import StudyConfig

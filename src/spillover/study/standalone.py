@@ -7,12 +7,12 @@ from pathlib import Path
 
 from rich.table import Table
 
+from ..cache import JsonlCache
 from ..data.suite import build_suite
 from ..domains import parse_domains
 from ..evaluation import JudgePool, SetScore, compare, evaluate_responses, mmlu_score, read_scores, write_eval
 from ..generation import Decoding
 from ..io import read_jsonl, write_csv
-from ..kvcache import JsonlCache
 from ..progress import console
 from .config import ModelsConfig
 from .models import ModelSlot
