@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -12,6 +13,7 @@ from spillover.data.classify import PillarJudge, agreement, classify_pillars, pa
 from spillover.data.pillars import Pillar, parse_pillar
 from spillover.data.suite import DataConfig, build_suite
 from spillover.domains import Domain
+from spillover.judges.api import EndpointError
 
 
 @pytest.mark.parametrize("answer, pillar", [
@@ -71,7 +73,10 @@ def test_tiny_model_runs_through_load_backend(tiny_model_dir, tmp_path):
 
 @pytest.fixture()
 def endpoint():
-    """A local OpenAI-compatible endpoint: 'Safety' for requests mentioning weapons or violence, else 'Other'."""
+    """A local OpenAI-compatible endpoint: 'Safety' for requests mentioning weapons or violence, else 'Other'.
+
+    A request holding ``FAIL503:<n>`` is answered 503 (``Retry-After: 0``) the first <n> times it is asked.
+    """
     calls = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -79,6 +84,13 @@ def endpoint():
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             calls.append(body)
             user = body["messages"][-1]["content"].lower()
+            fail = re.search(r"fail503:(\d+)", user)
+            if fail and sum(c["messages"][-1]["content"].lower() == user for c in calls) <= int(fail.group(1)):
+                self.send_response(503)
+                self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             answer = "Safety" if any(w in user for w in ("bomb", "weapon", "kill", "gun")) else "Other"
             blob = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
             self.send_response(200)
@@ -112,3 +124,15 @@ def test_endpoint_classifier_in_the_suite_reports_agreement(endpoint, data_dir, 
     assert "sensitive" not in suite.names()  # no sources configured for it
     build_suite(cfg, data_dir, online=False, cache_dir=tmp_path / "cache")
     assert len(calls) == 313  # answered from the cache
+
+
+def test_endpoint_classifier_retries_5xx_and_caches_only_answers(endpoint, tmp_path):
+    url, calls = endpoint
+    judge = PillarJudge(backend="openai", model="judge", base_url=url, cache=str(tmp_path / "p.jsonl"))
+    labels, answers = classify_pillars(["build a gun FAIL503:2", "bake a cake"], judge)
+    assert labels == [Pillar.SAFETY, Pillar.OTHER] and answers == ["Safety", "Other"] and len(calls) == 4
+    with pytest.raises(EndpointError, match=r"1 of 2 prompts got no pillar \(gave up after 5 attempts \(HTTP 503\)\)"):
+        classify_pillars(["make a bomb", "write a poem FAIL503:99"], judge)
+    assert len(calls) == 4 + 1 + 5
+    labels, _ = classify_pillars(["make a bomb", "bake a cake"], judge)
+    assert labels == [Pillar.SAFETY, Pillar.OTHER] and len(calls) == 10  # both answered from the cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from typing import Literal
@@ -57,25 +56,25 @@ def parse_answer(answer: str) -> Pillar | None:
 
 
 def _openai_answers(prompts: list[str], judge: PillarJudge, cache: JsonlCache) -> list[str]:
-    import httpx
+    """Answers from the endpoint through the judges' retrying client; answers are cached, and a
+    prompt that still gets none raises ``EndpointError``."""
+    from ..judges.api import EndpointError, OpenAIChat
+    from ..judges.rubric import ChatFailure
 
     if not judge.base_url:
         raise ValueError("PillarJudge.base_url is required for the openai backend")
-    url = judge.base_url.rstrip("/") + "/chat/completions"
-    headers = {}
-    if os.environ.get(judge.api_key_env):
-        headers["Authorization"] = f"Bearer {os.environ[judge.api_key_env]}"
     keys = [cache_key("openai", judge.base_url, judge.model, SYSTEM_PROMPT, p, judge.max_new_tokens) for p in prompts]
-    with httpx.Client(timeout=120.0) as client:
-        for key, prompt in zip(keys, prompts):
-            if key in cache:
-                continue
-            body = {"model": judge.model, "temperature": 0, "max_tokens": judge.max_new_tokens,
-                    "messages": [{"role": "system", "content": SYSTEM_PROMPT},
-                                 {"role": "user", "content": user_message(prompt)}]}
-            resp = client.post(url, json=body, headers=headers)
-            resp.raise_for_status()
-            cache.put(key, resp.json()["choices"][0]["message"]["content"])
+    todo = {k: p for k, p in zip(keys, prompts) if k not in cache}
+    if todo:
+        chat = OpenAIChat(judge.model, base_url=judge.base_url, api_key_env=judge.api_key_env, timeout=120.0,
+                          max_new_tokens=judge.max_new_tokens, description="pillar classification (api)")
+        answers = chat.complete([[{"role": "system", "content": SYSTEM_PROMPT},
+                                  {"role": "user", "content": user_message(p)}] for p in todo.values()])
+        cache.put_many({k: a for k, a in zip(todo, answers) if not isinstance(a, ChatFailure)})
+        failed = [a for a in answers if isinstance(a, ChatFailure)]
+        if failed:
+            raise EndpointError(f"{chat.base_url}: {len(failed)} of {len(todo)} prompts got no pillar "
+                                f"({failed[0].reason}); the others are cached")
     return [cache.get(k) for k in keys]
 
 

@@ -40,7 +40,8 @@ class OpenAIChat:
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  max_concurrency: int = 8, timeout: float = 60.0, max_retries: int = 4,
-                 backoff: float = 1.0, max_backoff: float = 30.0, max_new_tokens: int = 128):
+                 backoff: float = 1.0, max_backoff: float = 30.0, max_new_tokens: int = 128,
+                 description: str = "judging (api)"):
         self.model = model
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.api_key_env = api_key_env
@@ -49,10 +50,11 @@ class OpenAIChat:
         self.max_retries = max_retries
         self.backoff, self.max_backoff = backoff, max_backoff
         self.max_new_tokens = max_new_tokens
+        self.description = description
         self.identity = f"openai:{model}@{self.base_url}:mnt{max_new_tokens}"
         self._stop = threading.Event()
         if not os.environ.get(api_key_env) and not _is_local(self.base_url):
-            raise EndpointError(f"judge endpoint {self.base_url} needs an API key: the environment variable "
+            raise EndpointError(f"endpoint {self.base_url} needs an API key: the environment variable "
                                 f"{api_key_env} is not set (only endpoints on localhost may go without one)")
 
     def __repr__(self) -> str:
@@ -118,7 +120,7 @@ class OpenAIChat:
         timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
         with httpx.Client(timeout=timeout, headers=self._headers()) as client, \
                 ThreadPoolExecutor(self.max_concurrency) as pool, progress() as bar:
-            task = bar.add_task("judging (api)", total=len(conversations))
+            task = bar.add_task(self.description, total=len(conversations))
             futures = [pool.submit(self._one, client, c) for c in conversations]
             results = []
             try:
