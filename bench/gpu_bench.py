@@ -411,12 +411,13 @@ def synthetic_prompts(n: int, seed: int = 0) -> list[str]:
 def bench_extract(args, device) -> dict:
     from transformers import AutoTokenizer
 
-    from spillover.concepts.extract import extract_last_token_states, render_prompts
+    from spillover.concepts.extract import extract_last_token_states
+    from spillover.generation import render_chat
 
     model = build_model(args.model_config, device).eval()
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
     prompts = synthetic_prompts(args.n_prompts)
-    n_tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in render_prompts(tok, prompts))
+    n_tokens = sum(len(tok(render_chat(tok, p), add_special_tokens=False)["input_ids"]) for p in prompts)
     extract_last_token_states(model, tok, prompts[:args.batch], batch_size=args.batch)  # warm-up
     reset_memory()
     sync()

@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from spillover.concepts import analyse_concepts, extract_last_token_states, plot_concepts, render_prompts
+from spillover.concepts import analyse_concepts, extract_last_token_states, plot_concepts
+from spillover.generation import render_chat
 from spillover.models import load_model
 
 PROMPTS = ["hello", "what is the capital of France and why is it so large", "reverse a string", "x", "sorry"]
 
 
 def single_forward(model, tok, prompt):
-    ids = tok(render_prompts(tok, [prompt])[0], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = tok(render_chat(tok, prompt), return_tensors="pt", add_special_tokens=False)["input_ids"]
     with torch.inference_mode():
         out = model(input_ids=ids, output_hidden_states=True)
     return np.stack([h[0, -1].float().numpy() for h in out.hidden_states])  # (L+1, D)

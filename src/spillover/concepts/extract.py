@@ -15,29 +15,20 @@ same template token for all of them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..generation.base import as_messages
+from ..generation.base import render_chat
 from ..io import atomic_path, stable_hash
 from ..progress import progress
-
-
-def render_prompts(tokenizer, prompts: Sequence[str], system_prompt: str | None = None) -> list[str]:
-    """Chat-template each prompt as one user turn followed by the assistant prefix."""
-    return [
-        tokenizer.apply_chat_template(as_messages(p, system_prompt), tokenize=False, add_generation_prompt=True)
-        for p in prompts
-    ]
 
 
 def describe_position(tokenizer, system_prompt: str | None = None) -> str:
     """A sentence naming the token whose state is extracted and the template text it ends."""
     marker = "PROMPT"
-    text = render_prompts(tokenizer, [marker], system_prompt)[0]
+    text = render_chat(tokenizer, marker, system_prompt)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     suffix = text[text.rindex(marker) + len(marker):]
     return (
@@ -89,7 +80,7 @@ def extract_last_token_states(
     """
     if not prompts:
         raise ValueError("extract_last_token_states: no prompts given")
-    texts = render_prompts(tokenizer, prompts, system_prompt)
+    texts = [render_chat(tokenizer, p, system_prompt) for p in prompts]
     path = None
     if cache is not None:
         key = stable_hash({"model": identity or model_fingerprint(model), "texts": texts, "position": "last"})

@@ -58,6 +58,7 @@ def parse_answer(answer: str) -> Pillar | None:
 def _openai_answers(prompts: list[str], judge: PillarJudge, cache: JsonlCache) -> list[str]:
     """Answers from the endpoint through the judges' retrying client; answers are cached, and a
     prompt that still gets none raises ``EndpointError``."""
+    from ..generation.base import as_messages
     from ..judges.api import EndpointError, OpenAIChat
     from ..judges.rubric import ChatFailure
 
@@ -68,8 +69,7 @@ def _openai_answers(prompts: list[str], judge: PillarJudge, cache: JsonlCache) -
     if todo:
         chat = OpenAIChat(judge.model, base_url=judge.base_url, api_key_env=judge.api_key_env, timeout=120.0,
                           max_new_tokens=judge.max_new_tokens, description="pillar classification (api)")
-        answers = chat.complete([[{"role": "system", "content": SYSTEM_PROMPT},
-                                  {"role": "user", "content": user_message(p)}] for p in todo.values()])
+        answers = chat.complete([as_messages(user_message(p), SYSTEM_PROMPT) for p in todo.values()])
         cache.put_many({k: a for k, a in zip(todo, answers) if not isinstance(a, ChatFailure)})
         failed = [a for a in answers if isinstance(a, ChatFailure)]
         if failed:

@@ -34,6 +34,14 @@ def as_messages(prompt: str | Messages, system_prompt: str | None = None) -> Mes
     return messages
 
 
+def render_chat(tokenizer, prompt: str | Messages, system_prompt: str | None = None,
+                add_generation_prompt: bool = True) -> str:
+    """The chat-templated text of ``as_messages(prompt, system_prompt)``, by default ending with the
+    assistant prefix."""
+    return tokenizer.apply_chat_template(as_messages(prompt, system_prompt), tokenize=False,
+                                         add_generation_prompt=add_generation_prompt)
+
+
 class GenerationBackend(Protocol):
     """Anything that turns chat conversations into sampled responses."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Decoding, Messages
+from .base import Decoding, Messages, render_chat
 
 
 class HFBackend:
@@ -22,7 +22,7 @@ class HFBackend:
         tokenizer.padding_side = "left"
 
     def render(self, messages: Messages) -> str:
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_chat(self.tokenizer, messages)
 
     def _stop_ids(self) -> list[int]:
         ids = self.model.generation_config.eos_token_id

@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from ..generation.base import as_messages, render_chat
 from ..io import InputError, read_jsonl, write_jsonl
 
 IGNORE = -100
@@ -64,11 +65,9 @@ class Encoded:
 
 def render_pair(tokenizer, prompt: str, response: str, system_prompt: str | None = None) -> tuple[str, str]:
     """Return (prompt text, response text) such that their concatenation is the chat-formatted pair."""
-    messages = [{"role": "user", "content": prompt}]
-    if system_prompt:
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    head = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": response}], tokenize=False)
+    messages = as_messages(prompt, system_prompt)
+    head = render_chat(tokenizer, messages)
+    full = render_chat(tokenizer, [*messages, {"role": "assistant", "content": response}], add_generation_prompt=False)
     if not full.startswith(head):
         raise ValueError(
             "the chat template renders the conversation with a different prefix than the prompt "

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from ..generation.base import render_chat
 from .examples import IGNORE
 
 
@@ -106,12 +107,7 @@ def next_token_logprobs(model, tokenizer, prompts: list[str], batch_size: int = 
     tokenizer.padding_side = "left"
     try:
         for start in range(0, len(prompts), batch_size):
-            texts = []
-            for p in prompts[start:start + batch_size]:
-                msgs = [{"role": "user", "content": p}]
-                if system_prompt:
-                    msgs.insert(0, {"role": "system", "content": system_prompt})
-                texts.append(tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
+            texts = [render_chat(tokenizer, p, system_prompt) for p in prompts[start:start + batch_size]]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             logits = model(**enc, use_cache=False, logits_to_keep=1).logits[:, -1].float()
             yield torch.log_softmax(logits, dim=-1)
