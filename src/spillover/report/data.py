@@ -106,7 +106,7 @@ def read_csv(path: Path, columns: dict[str, Callable[[str], Any]]) -> list[dict]
 
 
 @dataclass
-class Study:
+class StudyResults:
     """Everything the report reads; optional parts are None when their file is absent."""
 
     root: Path
@@ -220,7 +220,7 @@ def _optional(path: Path, read: Callable[[Path], Any]) -> Any:
     return read(path) if path.exists() else None
 
 
-def load_study(root: Path) -> Study:
+def load_study(root: Path) -> StudyResults:
     """Read ``root``'s manifest and results; only manifest.json and results/scores.csv are required."""
     root = Path(root)
     if not root.is_dir():
@@ -232,7 +232,7 @@ def load_study(root: Path) -> Study:
     if not scores_path.exists():
         raise InputError(f"{scores_path}: file not found (run the study's evaluate stage first)")
     res, con = root / "results", root / "concepts"
-    study = Study(
+    study = StudyResults(
         root=root,
         manifest=manifest,
         scores=read_csv(scores_path, SCORES),

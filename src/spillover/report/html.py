@@ -12,7 +12,7 @@ import yaml
 from ..domains import Domain
 from ..io import write_text
 from . import figures as F
-from .data import DOMAIN_VALUES, VARIANT_LABELS, VARIANTS, Study, load_study
+from .data import DOMAIN_VALUES, VARIANT_LABELS, VARIANTS, StudyResults, load_study
 from .tables import (COLUMN_LABELS, COLUMNS, SEED_ENVELOPE, Cell, aggregate, fmt, fmt_p, interval_text, pick_judge,
                      spillover_matrix, table_rows, targets, write_tables)
 from .template import TEMPLATE
@@ -50,7 +50,7 @@ def _cell_view(c: Cell | None, target: str) -> dict:
             "title": title, "cls": cls, "spread": f"± {c.seed_sd:.1f}" if len(c.seeds) > 1 else ""}
 
 
-def _paper_tables(study: Study, cells: list[Cell]) -> list[dict]:
+def _paper_tables(study: StudyResults, cells: list[Cell]) -> list[dict]:
     chosen = pick_judge(cells, study.primary_judges)
     out = []
     for target, keys in table_rows(cells, study.primary_judges):
@@ -61,14 +61,14 @@ def _paper_tables(study: Study, cells: list[Cell]) -> list[dict]:
     return out
 
 
-def _column_judges(study: Study, cells: list[Cell]) -> list[dict]:
+def _column_judges(study: StudyResults, cells: list[Cell]) -> list[dict]:
     used: dict[str, set[str]] = defaultdict(set)
     for (_, _, s), c in pick_judge(cells, study.primary_judges).items():
         used[s].add(c.judge)
     return [{"set": _label(s), "judges": ", ".join(sorted(used[s]))} for s in COLUMNS if s in used]
 
 
-def _figures(study: Study, cells: list[Cell]) -> dict:
+def _figures(study: StudyResults, cells: list[Cell]) -> dict:
     chosen = pick_judge(cells, study.primary_judges)
     figs: dict = {"radar": [], "kl": []}
     for t in targets(cells) or [""]:
@@ -99,7 +99,7 @@ def _figures(study: Study, cells: list[Cell]) -> dict:
     return figs
 
 
-def _histogram_layer(study: Study) -> int | None:
+def _histogram_layer(study: StudyResults) -> int | None:
     """The correlation's best layer when histograms hold it, else the first histogram layer."""
     layers = sorted({int(l) for by_layer in (study.concepts.get("histograms") or {}).values() for l in by_layer})
     best = (study.correlation or {}).get("best_layer")
@@ -108,7 +108,7 @@ def _histogram_layer(study: Study) -> int | None:
     return layers[0] if layers else None
 
 
-def _prediction(study: Study, cells: list[Cell]) -> list[dict]:
+def _prediction(study: StudyResults, cells: list[Cell]) -> list[dict]:
     """Predicted EMA ranking per target beside the observed unlearning delta."""
     if not study.prediction:
         return []
@@ -122,7 +122,7 @@ def _prediction(study: Study, cells: list[Cell]) -> list[dict]:
     return out
 
 
-def _examples(study: Study) -> list[dict]:
+def _examples(study: StudyResults) -> list[dict]:
     """Examples grouped by set, then by prompt: the aligned response first (once, whatever run it
     was listed with), the trained ones after."""
     order = {v: i for i, v in enumerate(VARIANTS)}
@@ -140,7 +140,7 @@ def _examples(study: Study) -> list[dict]:
     return out
 
 
-def _agreement(study: Study) -> list[dict]:
+def _agreement(study: StudyResults) -> list[dict]:
     rows = []
     for r in study.agreement or []:
         conf = r.get("confusion") or {}
@@ -151,7 +151,7 @@ def _agreement(study: Study) -> list[dict]:
     return rows
 
 
-def _calibration(study: Study) -> list[dict]:
+def _calibration(study: StudyResults) -> list[dict]:
     def fmt(x) -> str:
         return "" if x is None else f"{float(x):.3f}"
 
@@ -161,7 +161,7 @@ def _calibration(study: Study) -> list[dict]:
             for r in study.calibration or []]
 
 
-def _manifest(study: Study) -> dict:
+def _manifest(study: StudyResults) -> dict:
     m = study.manifest
     timings = m.get("timings") or {}
     return {
@@ -176,7 +176,7 @@ def _manifest(study: Study) -> dict:
     }
 
 
-def render(study: Study) -> str:
+def render(study: StudyResults) -> str:
     """The report page as an HTML string."""
     cells = aggregate(study)
     env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..domains import Domain, MMLU, XSTEST
 from ..io import write_json, write_text
 from ..stats import holm
-from .data import DOMAIN_VALUES, VARIANT_LABELS, VARIANTS, Study
+from .data import DOMAIN_VALUES, VARIANT_LABELS, VARIANTS, StudyResults
 
 #: The paper's column order.
 COLUMNS = (
@@ -57,7 +57,7 @@ class Cell:
     p_holm: float | None = None
 
 
-def aggregate(study: Study) -> list[Cell]:
+def aggregate(study: StudyResults) -> list[Cell]:
     """Collapse seeds; flag EMA on off-target domains whose mean delta < -threshold."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in study.scores:
@@ -218,7 +218,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(study: Study, cells: list[Cell], out_dir: Path) -> list[Path]:
+def write_tables(study: StudyResults, cells: list[Cell], out_dir: Path) -> list[Path]:
     """Write the paper table (CSV, Markdown, JSON), all judges' cells, the spill-over matrix,
     and the checkpoint and agreement tables when present. Returns the files written."""
     primaries, thr = study.primary_judges, study.ema_threshold
