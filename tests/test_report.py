@@ -2,6 +2,7 @@ import base64
 import csv
 import json
 import re
+from typing import get_args
 
 import pytest
 from typer.testing import CliRunner
@@ -10,8 +11,10 @@ from report_fixture import make_study
 from spillover.cli import app
 from spillover.io import InputError
 from spillover.report import build_report
-from spillover.report.data import load_study
+from spillover.report.data import VARIANT_LABELS, VARIANTS, load_study
+from spillover.report.figures import VARIANT_COLOURS
 from spillover.report.tables import aggregate
+from spillover.study.config import Variant
 
 SECTIONS = ("table", "radar", "spillover", "kl", "training", "judges", "concepts", "examples", "manifest")
 TABLES = ("paper_table.csv", "paper_table.md", "paper_table.json", "scores_all_judges.csv", "spillover_matrix.csv",
@@ -169,3 +172,8 @@ def test_bad_concept_files_are_named(tmp_path):
     (study / "concepts" / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(InputError, match=r"summary\.json, field 'vector_similarity': expected shape"):
         load_study(study)
+
+
+def test_report_variants_are_the_aligned_model_then_the_study_variants():
+    assert VARIANTS == ("aligned", *get_args(Variant))
+    assert set(VARIANT_LABELS) == set(VARIANT_COLOURS) == set(VARIANTS)

@@ -13,14 +13,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .cache import JsonlCache
-from .domains import DOMAINS
 from .generation import Decoding, GenerationBackend, generate_responses
 from .judges import build_judge
 from .judges.base import NOT_BIASED, REFUSAL, UNPARSABLE, JudgeItem, judge_cached
 from .io import InputError
 from .stats import mcnemar_exact, wilson_interval
-
-DOMAIN_NAMES = {d.value for d in DOMAINS}
 
 
 @dataclass

@@ -36,10 +36,6 @@ class ConceptResult:
     layers: list[int]
     out_dir: Path
 
-    @property
-    def similarity(self) -> dict[Pair, np.ndarray]:
-        return similarity_pairs(self.summary)
-
 
 def histogram_layers(layers: Sequence[int]) -> list[int]:
     """Representative layers for histograms: first, 1/4, 1/2, last, and layer 5 when analysed."""

@@ -24,7 +24,6 @@ from .store import DataStore
 BENIGN = alpaca.BENIGN
 XSTEST_UNSAFE = xstest.XSTEST_UNSAFE
 EXTRA_SETS = (XSTEST, XSTEST_UNSAFE, MMLU, BENIGN)
-SPLITS = ("train", "test")
 
 #: Loaders of the sources whose prompts go through the 7-pillar classification.
 PILLAR_LOADERS = {

@@ -11,7 +11,8 @@ from typing import Any
 from ..domains import DOMAINS, MMLU, XSTEST
 from ..io import InputError, read_json, read_jsonl
 
-#: Model variants in the order the paper's tables list them.
+#: Model variants in the order the paper's tables list them: the aligned model, then
+#: ``spillover.study.config.Variant`` (kept apart so that the report does not import torch).
 VARIANTS = ("aligned", "unlearn", "finetune", "aug_unlearn", "aug_finetune")
 VARIANT_LABELS = {
     "aligned": "aligned",

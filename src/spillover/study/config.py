@@ -15,7 +15,6 @@ from ..models import DEFAULT_ALIGNED, DEFAULT_LABELER, DTYPES
 from ..training.config import TrainConfig
 
 Variant = Literal["unlearn", "finetune", "aug_unlearn", "aug_finetune"]
-VARIANTS: tuple[str, ...] = ("unlearn", "finetune", "aug_unlearn", "aug_finetune")
 #: Prompt sets a study can evaluate and judge (MMLU is scored separately).
 JUDGED_SETS: tuple[str, ...] = (*(d.value for d in DOMAINS), XSTEST, XSTEST_UNSAFE, BENIGN)
 
