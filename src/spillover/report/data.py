@@ -72,13 +72,10 @@ def _variant(v: str) -> str:
 SCORES = {
     "variant": _variant, "target": _opt_domain, "seed": _opt_int, "set": _set, "judge": str,
     "n": int, "k": int, "rate": _float, "ci_low": _float, "ci_high": _float,
-    "delta": _opt_float, "p_mcnemar": _opt_float, "ema": _bool, "checkpoint": str,
+    "delta": _opt_float, "p_mcnemar": _opt_float,
 }
 KL = {"variant": _variant, "target": _domain, "seed": int, "step": int, "domain": _domain, "kl": _float}
-TRAIN_LOG = {
-    "variant": _variant, "target": _domain, "seed": int, "step": int,
-    "loss": _float, "npo": _opt_float, "ce": _opt_float, "lr": _opt_float,
-}
+TRAIN_LOG = {"variant": _variant, "target": _domain, "seed": int, "step": int, "loss": _float}
 CHECKPOINTS = {
     "variant": _variant, "target": _domain, "seed": int, "step": int,
     "mmlu": _opt_float, "mmlu_se": _opt_float, "target_refusal": _opt_float, "target_refusal_se": _opt_float,
