@@ -274,3 +274,21 @@ def test_step_zero_mmlu_is_memoised_and_later_steps_are_measured(tiny_model_dir,
     assert runner.run(model, 0)["mmlu_correct"] == 5
     assert runner.run(model, 3)["mmlu_correct"] == measured[0]  # only step 0 is memoised
     assert json.loads(memo.read_text()) == {"correct": 5, "n": 6}
+
+
+def test_only_the_latest_checkpoint_keeps_the_resume_state(tiny_model_dir, tmp_path):
+    from spillover.training.checkpoints import RESUME_FILES
+
+    cfg = TrainConfig(lr=1e-3, batch_size=3, max_steps=4, save_every=1, lora={"r": 4})
+
+    def crash(step, row):
+        if step == 3:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        train(_model(tiny_model_dir), FORGET, None, cfg, tmp_path, on_step=crash)
+    ckpts = train(_model(tiny_model_dir), FORGET, None, cfg, tmp_path)  # resumes from checkpoint-2
+    assert [c.step for c in ckpts] == [1, 2, 3, 4] and [r["step"] for r in _log(tmp_path)] == [1, 2, 3, 4]
+    for c in ckpts:
+        assert (c.path / "adapter_model.safetensors").exists()  # every checkpoint stays evaluable
+        assert all((c.path / f).exists() == (c.step == 4) for f in RESUME_FILES)

@@ -1,7 +1,9 @@
 """Atomic training checkpoints: weights (adapter or full, safetensors) + optimizer/scheduler/RNG.
 
 ``out_dir/checkpoint-<step>/`` is written as ``.checkpoint-<step>.tmp`` and renamed when
-complete, so a directory with that name is always whole; resume picks the highest step.
+complete, so a directory with that name is always whole; resume picks the highest step. Only
+that latest checkpoint keeps the optimizer, scheduler and RNG state (for a 7B full-rank run the
+optimizer state is several times the weights); older ones keep their weights for evaluation.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import torch
 from ..io import read_json, write_json
 
 STATE_FILE = "trainer_state.json"
+#: What resuming needs beside the weights; kept in the latest checkpoint only.
+RESUME_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pt")
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,16 @@ def save_checkpoint(out_dir: Path, step: int, model, tokenizer, optimizer, sched
     model.save_pretrained(tmp, safe_serialization=True)
     if not adapter:
         tokenizer.save_pretrained(tmp)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save(rng_state(), tmp / "rng_state.pt")
+    for name, obj in zip(RESUME_FILES, (optimizer.state_dict(), scheduler.state_dict(), rng_state())):
+        torch.save(obj, tmp / name)
     write_json(tmp / STATE_FILE, {**state, "step": step, "adapter": adapter})
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+    for older in list_checkpoints(out_dir):  # the new one is whole: the others no longer resume
+        if older.step < step:
+            for name in RESUME_FILES:
+                (older.path / name).unlink(missing_ok=True)
     return CheckpointInfo(step, final, adapter)
 
 
