@@ -1,4 +1,5 @@
-"""Run the tiny test study in its own process (so a test can kill it with SIGKILL)."""
+"""Run the tiny test study in its own process (so a test can kill it with SIGKILL, or run it as one
+of several workers: a fifth argument ``i/n``)."""
 
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from test_study import tiny_config  # noqa: E402
 
 if __name__ == "__main__":
     model_dir, out_dir, data_dir, labeler_dir = sys.argv[1:5]
+    worker = tuple(int(x) for x in sys.argv[5].split("/")) if len(sys.argv) > 5 else None  # "i/n"
     ev.build_judge = with_marker_judge(ev.build_judge)
     pf.validate_judge_spec = allow_marker(pf.validate_judge_spec)
-    Study(tiny_config(Path(model_dir), Path(out_dir), Path(labeler_dir)), data_dir).run()
+    Study(tiny_config(Path(model_dir), Path(out_dir), Path(labeler_dir)), data_dir).run(worker=worker)

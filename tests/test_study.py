@@ -161,3 +161,26 @@ def test_study_with_the_default_judge_reports_its_calibration(refusing_model_dir
     assert all(0.5 < c["kappa"] <= 1 for c in calibration)
     html = (root / "report" / "report.html").read_text()
     assert "Calibration of the primary judge against human labels" in html and "spillover-own-v1" in html
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_study_and_match_the_sequential_run(refusing_model_dir, tiny_model_dir, data_dir,
+                                                                tmp_path, marker_judge):
+    seq = Study(tiny_config(refusing_model_dir, tmp_path / "seq", tiny_model_dir), data_dir).run()
+    out = tmp_path / "par"
+    script = str(Path(__file__).with_name("study_runner.py"))
+    procs = [subprocess.Popen([sys.executable, script, str(refusing_model_dir), str(out), str(data_dir),
+                               str(tiny_model_dir), f"{i}/2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for i in range(2)]
+    logs = [p.communicate(timeout=1200)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs[0][-3000:] + logs[1][-3000:]
+    built = [[line.strip().removeprefix("stage ") for line in log.splitlines()
+              if line.startswith("stage ") and "skipped" not in line] for log in logs]
+    gather = Study(tiny_config(refusing_model_dir, out, tiny_model_dir), data_dir)
+    root = gather.run()
+    assert gather.runner.ran == []  # the workers built every stage ...
+    every = built[0] + built[1]
+    assert len(every) == len(set(every)) and set(every) == set(gather.runner.skipped)  # ... each exactly once
+    assert built[0] and built[1]
+    for f in sorted((seq / "results").iterdir()):
+        assert (root / "results" / f.name).read_bytes() == f.read_bytes(), f.name

@@ -2,10 +2,12 @@
 
 Each line is ``{"key": ..., "value": ...}``. Lines are flushed as soon as they are added, so a
 killed run loses at most the work in flight; a torn last line (crash mid-write) is skipped.
+Appends hold an exclusive ``flock`` on the file, so workers sharing a study never interleave lines.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -50,10 +52,15 @@ class JsonlCache:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         blob = "".join(json.dumps({"key": k, "value": v}, ensure_ascii=False) + "\n" for k, v in items.items())
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
+        data = blob.encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # releases the lock
 
     def put(self, key: str, value: Any) -> None:
         self.put_many({key: value})

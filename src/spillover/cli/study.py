@@ -21,6 +21,34 @@ def _overrides(items: list[str]) -> dict:
     return out
 
 
+def _fraction(value: str | None, option: str) -> tuple[int, int] | None:
+    """Parse ``i/n`` (0 <= i < n)."""
+    if value is None:
+        return None
+    i, sep, n = value.partition("/")
+    if not (sep and i.isdigit() and n.isdigit() and int(i) < int(n)):
+        raise typer.BadParameter(f"{option} expects i/n with 0 <= i < n, got {value!r}")
+    return int(i), int(n)
+
+
+def _launch_workers(config: Path, args: list[str], gpus: list[str | None]) -> None:
+    """Run one ``study --worker i/n`` process per entry of ``gpus`` (its CUDA_VISIBLE_DEVICES)."""
+    import os
+    import subprocess
+    import sys
+
+    procs = []
+    for i, gpu in enumerate(gpus):
+        env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}))
+        cmd = [sys.executable, "-m", "spillover.cli", "study", str(config), "--worker", f"{i}/{len(gpus)}", *args]
+        procs.append(subprocess.Popen(cmd, env=env))
+    failed = [i for i, p in enumerate(procs) if p.wait() != 0]
+    if failed:
+        typer.secho(f"error: worker(s) {', '.join(map(str, failed))} failed; finished stages are kept, "
+                    "a re-run resumes", fg="red", err=True)
+        raise typer.Exit(1)
+
+
 @app.command()
 def study(
     config: Path = typer.Argument(..., help="Study YAML (see configs/)."),
@@ -28,6 +56,11 @@ def study(
     set_: list[str] = typer.Option([], "--set", help="Override a config field: --set evaluation.n_per_set=10"),
     dry_run: bool = typer.Option(False, help="Print the planned stages, counts and a time estimate; build nothing."),
     until: str | None = typer.Option(None, help="Stop after this stage: data, baseline, collect, train, eval, concepts."),
+    workers: int = typer.Option(1, min=1, help="Run independent stages in this many processes, then gather."),
+    gpus: str | None = typer.Option(None, help="Comma-separated GPU ids: one worker per GPU (sets --workers)."),
+    shard: str | None = typer.Option(None, help="i/n: run only this slice of the stages (a Slurm array task); "
+                                                "a plain run afterwards gathers the results."),
+    worker: str | None = typer.Option(None, hidden=True, help="i/n: one of the processes --workers starts."),
 ) -> None:
     """Run the whole protocol; finished stages are skipped, a killed run resumes."""
     from ..config import load_yaml_config
@@ -43,7 +76,12 @@ def study(
         run.preview()
         typer.echo("\n".join(format_plan(run)))
         return
-    root = run.run(until=until)
+    ids: list[str | None] = [g.strip() for g in gpus.split(",")] if gpus else [None] * workers
+    if len(ids) > 1:
+        args = [*(["--data-dir", str(data_dir)] if data_dir else []), *[a for kv in set_ for a in ("--set", kv)],
+                *(["--until", until] if until else [])]
+        _launch_workers(config, args, ids)
+    root = run.run(until=until, worker=_fraction(worker, "--worker"), shard=_fraction(shard, "--shard"))
     typer.echo(f"study directory: {root}")
     if (root / "report" / "report.html").exists():
         typer.echo(f"report: {root / 'report' / 'report.html'}")

@@ -12,6 +12,9 @@ resumes where it stopped.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from ..cache import JsonlCache
@@ -23,6 +26,7 @@ from ..progress import console
 from .collect import collect_sets
 from .config import StudyConfig
 from .keys import baseline_inputs, collect_inputs, concepts_inputs, eval_inputs, train_inputs, train_work_inputs
+from .locks import StageBusy
 from .models import ModelSlot
 from .names import run_name
 from .preflight import STAGES, preflight
@@ -154,27 +158,60 @@ class Study:
         return self._stage("concepts", concepts_inputs(self), run)
 
     # -- the whole graph --------------------------------------------------------------------
-    def run(self, until: str | None = None) -> Path:
-        """Run every stage in order, or stop after stage kind ``until``; return the study dir."""
+    def units(self, want: set[str]) -> list[tuple[str, Callable[[], object]]]:
+        """The units of work after ``data``, in sequential order: the baseline, each training run
+        (its target's collection, the training, its evaluation) and the concepts. Units share
+        only stages that the claims serialise (a target's collection), so any number of workers
+        can run them in any order."""
+        out: list[tuple[str, Callable[[], object]]] = []
+        if "baseline" in want:
+            out.append(("baseline", self.baseline))
+        for target in self.cfg.targets if "collect" in want else []:
+            t = target.value
+            runs = [(v, s) for v in self.cfg.variants_for(t) for s in self.cfg.seeds] if "train" in want else []
+            if not runs:
+                out.append((f"collect/{t}", partial(self.collect, t)))
+            for v, s in runs:
+                out.append((run_name(t, v, s), partial(self._run_unit, t, v, s, "eval" in want)))
+        if "concepts" in want:
+            out.append(("concepts", self.concepts))
+        return out
+
+    def _run_unit(self, target: str, variant: str, seed: int, evaluate: bool) -> None:
+        self.collect(target)
+        self.train(target, variant, seed)
+        if evaluate:
+            self.evaluate_run(target, variant, seed)
+
+    def run(self, until: str | None = None, worker: tuple[int, int] | None = None,
+            shard: tuple[int, int] | None = None) -> Path:
+        """Run every stage, or stop after stage kind ``until``; return the study dir.
+
+        ``shard=(i, n)``: run only units i, i+n, i+2n, ... (a Slurm array task), waiting for any
+        stage another task holds. ``worker=(i, n)``: one of n workers sharing the study; it starts
+        at its own place in the unit list and puts off a unit whose stage another worker holds.
+        Both skip results and report: a plain run afterwards gathers them.
+        """
         preflight(self.cfg, until)
         stop = STAGES.index(until) if until else len(STAGES) - 1
         want = set(STAGES[:stop + 1])
         self.root.mkdir(parents=True, exist_ok=True)
         write_json(self.root / "config.json", self._dump(self.cfg))
         self.data()
-        if "baseline" in want:
-            self.baseline()
-        for target in self.cfg.targets if "collect" in want else []:
-            self.collect(target.value)
-            for variant in self.cfg.variants_for(target.value) if "train" in want else []:
-                for seed in self.cfg.seeds:
-                    self.train(target.value, variant, seed)
-                    if "eval" in want:
-                        self.evaluate_run(target.value, variant, seed)
-        if "concepts" in want:
-            self.concepts()
+        units = self.units(want)
+        if shard is not None:
+            units = units[shard[0]::shard[1]]
+        if worker is not None:
+            start = worker[0] * len(units) // worker[1]
+            self._run_deferring(units[start:] + units[:start])
+        else:
+            for _, fn in units:
+                fn()
         self.slot.release()
-        if "report" in want:
+        if worker is not None or shard is not None:
+            console.print(f"[bold green]done: {', '.join(n for n, _ in units) or 'nothing'}[/bold green]; "
+                          "a plain `spillover study` run gathers the results and the report")
+        elif "report" in want:
             from ..report import build_report
             from .results import write_results
 
@@ -182,3 +219,21 @@ class Study:
             report = build_report(self.root)
             console.print(f"[bold green]report:[/bold green] {report}")
         return self.root
+
+    def _run_deferring(self, units: list[tuple[str, Callable[[], object]]], poll_s: float = 2.0) -> None:
+        """Run units, putting off any whose next stage another worker holds, until all are done."""
+        self.runner.wait = False
+        try:
+            pending = units
+            while pending:
+                busy = []
+                for name, fn in pending:
+                    try:
+                        fn()
+                    except StageBusy:
+                        busy.append((name, fn))
+                if len(busy) == len(pending):
+                    time.sleep(poll_s)
+                pending = busy
+        finally:
+            self.runner.wait = True
