@@ -28,6 +28,8 @@ def study(
     set_: list[str] = typer.Option([], "--set", help="Override a config field: --set evaluation.n_per_set=10"),
     dry_run: bool = typer.Option(False, help="Print the planned stages, counts and a time estimate; build nothing."),
     until: str | None = typer.Option(None, help="Stop after this stage: data, baseline, collect, train, eval, concepts."),
+    profile: str | None = typer.Option(None, help="--dry-run: throughput profile (a JSON file or a shipped name, "
+                                                  "e.g. h200-smollm2-135m); default the H200 7B profile."),
 ) -> None:
     """Run the whole protocol; finished stages are skipped, a killed run resumes."""
     from ..config import load_yaml_config
@@ -38,11 +40,14 @@ def study(
     preflight(cfg, until)
     run = Study(cfg, data_dir)
     if dry_run:
-        from ..study.plan import format_plan
+        from ..study.plan import format_plan, load_profile
 
+        rates = load_profile(profile)
         run.preview()
-        typer.echo("\n".join(format_plan(run)))
+        typer.echo("\n".join(format_plan(run, rates)))
         return
+    if profile is not None:
+        raise typer.BadParameter("--profile only applies to --dry-run")
     root = run.run(until=until)
     typer.echo(f"study directory: {root}")
     if (root / "report" / "report.html").exists():
