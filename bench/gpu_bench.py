@@ -6,6 +6,8 @@
     accelerate launch --config_file configs/accelerate/fsdp-2gpu.yaml bench/gpu_bench.py full \
         --model-config ... --variants project-bf16
     python bench/gpu_bench.py real --model embedded:smollm2-135m-instruct
+    python bench/gpu_bench.py profile --model embedded:smollm2-135m-instruct --batch 64 \
+        --new-tokens 256 --data-dir ../shared/datasets --out bench/results/h200/
 
 Sections (each prints a table and writes ``<out>/<section>-<model>.json``):
   gen      64 prompts x 128 new tokens: per-prompt ``generate`` (a few prompts, extrapolated),
@@ -26,6 +28,10 @@ Sections (each prints a table and writes ``<out>/<section>-<model>.json``):
   extract  spillover.concepts.extract.extract_last_token_states (all layers, last token).
   real     real weights end to end: greedy generation (transformers and static), a few NPO-LoRA
            steps through spillover.training.train, hidden-state extraction.
+  profile  real weights (--model) at the study's shapes: every rate the dry-run planner reads
+           (decoding, training, forward passes, the default judge, model loads, checkpoint
+           saves and loads), written as ``profile-<model>.json``; each rate is fitted as a fixed
+           cost per step plus a per-token cost (src/spillover/study/profiles/ copies them).
 
 MFU = model FLOPs / (elapsed x --peak-flops). Training counts 8N FLOPs per token (reference
 forward 2N + policy forward 2N + backward 4N; N = all parameters of the trained model, adapters
@@ -509,11 +515,216 @@ def bench_real(args, device) -> dict:
     return out
 
 
+# ---------------------------------------------------------------- a planner profile
+
+def fit_overhead(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """(fixed seconds, seconds per unit) of seconds = a + units * c, least squares over (units, seconds).
+
+    ``a`` is kept in [0, 0.95 x the largest point's seconds] and ``c`` then set so the fit is exact
+    at the largest point (the shape the study runs), so both are positive whatever the noise.
+    """
+    n = len(points)
+    mx = sum(u for u, _ in points) / n
+    my = sum(s for _, s in points) / n
+    var = sum((u - mx) ** 2 for u, _ in points)
+    c = sum((u - mx) * (s - my) for u, s in points) / var if var else 0.0
+    a = my - c * mx
+    units, seconds = max(points)
+    a = min(max(a, 0.0), 0.95 * seconds)
+    return a, (seconds - a) / units
+
+
+def chat_prompts(tokenizer, n: int, seed: int = 0) -> list[str]:
+    """n chat-templated synthetic prompts (20-120 words), as the study renders its prompts."""
+    from spillover.concepts.extract import render_prompts
+
+    return render_prompts(tokenizer, synthetic_prompts(n, seed))
+
+
+def bench_profile(args, device) -> dict:
+    """Every rate the dry-run planner reads, on real weights at the study's batch and lengths.
+
+    ``--parts`` picks some of: load, decode, decode_lora (with decode), forward, train, judge
+    (default all).
+    """
+    import tempfile
+
+    from accelerate import Accelerator
+
+    from spillover.concepts.extract import extract_last_token_states
+    from spillover.generation.loading import load_backend
+    from spillover.generation.static import static_generate
+    from spillover.models import load_model, resolve_model_path
+    from spillover.training.checkpoints import save_checkpoint
+    from spillover.training.config import LoraSettings, TrainConfig
+    from spillover.training.trainer import Trainer, npo_step
+
+    parts = set(args.parts)
+    rows: list[dict] = []
+    dev = str(device)
+    payload = {"model": args.model, "device": device_name(), "batch": args.batch, "new_tokens": args.new_tokens,
+               "results": rows}
+
+    def add(rate: str, **values) -> None:
+        rows.append({"rate": rate, **{k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()}})
+        print(json.dumps(rows[-1]), flush=True)
+
+    if parts & {"load", "decode", "forward", "train"}:
+        t = time.perf_counter()
+        path = resolve_model_path(args.model)  # an embedded model is assembled and dequantized once
+        build_s = time.perf_counter() - t
+        backend = load_backend("static", args.model, device=dev, batch_size=args.batch)  # CUDA + import warm-up
+        model, tok = backend.model, backend.tokenizer
+        payload.update(params=n_params(model), weight_bytes=sum(p.numel() * p.element_size() for p in model.parameters()))
+    if "load" in parts:
+        del backend, model
+        reset_memory()
+        t = time.perf_counter()
+        backend = load_backend("static", args.model, device=dev, batch_size=args.batch)
+        sync()
+        add("model_load", seconds=time.perf_counter() - t, build_s=round(build_s, 2),
+            note="load_backend (weights to the GPU, tokenizer); the study's ModelSlot and train() load this way")
+        model, tok = backend.model, backend.tokenizer
+    batches = sorted({b for b in (8, args.batch // 2, args.batch) if 0 < b <= args.batch})
+    if "decode" in parts:  # every row runs all its steps (no stop ids); one CUDA graph captured per call
+        prompts = chat_prompts(tok, args.batch)
+
+        def encode(b):
+            enc = tok(prompts[:b], return_tensors="pt", padding=True, add_special_tokens=False)
+            return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+        new, hf_new = args.new_tokens, args.hf_new_tokens
+        static_points, hf_points = [], []
+        with torch.inference_mode():
+            for b in batches:
+                ids, mask = encode(b)
+                static_generate(model, ids, mask, 8)  # warm-up
+                times = timed(lambda: static_generate(model, ids, mask, new), 2, 0)
+                static_points.append((b, statistics.median(times) / new))
+            eos = model.generation_config.eos_token_id
+            model.generation_config.eos_token_id = None
+            greedy = dict(do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id)
+            for b in batches:
+                ids, mask = encode(b)
+                model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, **greedy)
+                (s,) = timed(lambda: model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=hf_new,
+                                                    **greedy), 1, 0)
+                hf_points.append((b, s / hf_new))
+            model.generation_config.eos_token_id = eos
+        lora_points = []
+        if "decode_lora" in parts:  # the same static decoding through an unmerged LoRA adapter (the study's
+            from peft import LoraConfig, get_peft_model  # validation and evaluation of LoRA runs)
+
+            peft_model = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=args.lora_r,
+                                                          target_modules="all-linear", task_type="CAUSAL_LM"))
+            for p_ in peft_model.parameters():
+                if p_.requires_grad:
+                    p_.data = p_.data.float()  # fp32 adapters, as trained and saved by default
+            peft_model.eval()
+            with torch.inference_mode():
+                for b in batches:
+                    ids, mask = encode(b)
+                    static_generate(peft_model, ids, mask, 8)
+                    times = timed(lambda: static_generate(peft_model, ids, mask, new), 2, 0)
+                    lora_points.append((b, statistics.median(times) / new))
+            model = peft_model.unload()  # the plain model again, for the parts below
+        for name, points, n_new in (("decode_static", static_points, new), ("decode_hf", hf_points, hf_new),
+                                    ("decode_static_lora", lora_points, new)):
+            if not points:
+                continue
+            a, c = fit_overhead(points)
+            step = dict(points)[args.batch]
+            add(name, tokens_per_s=1 / c, overhead_s=a, batch=args.batch, new_tokens=n_new,
+                tokens_per_s_at_batch=args.batch / step, s_per_step={str(b): round(x, 5) for b, x in points},
+                pct_roofline=round(100 * step ** -1 * payload["weight_bytes"] / args.bandwidth, 1),
+                note="seconds per decode step of a batch of b rows = overhead_s + b / tokens_per_s")
+    if "forward" in parts:  # MMLU, KL and concepts: last-token hidden states, as the concepts stage reads them
+        fw = chat_prompts(tok, args.batch, seed=1)
+        counts = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in fw]
+        points = []
+        for b in batches:
+            extract_last_token_states(model, tok, fw[:b], batch_size=b)  # warm-up
+            times = timed(lambda: extract_last_token_states(model, tok, fw[:b], batch_size=b), 3, 0)
+            points.append((sum(counts[:b]), statistics.median(times)))
+        a, c = fit_overhead(points)
+        add("forward", tokens_per_s=1 / c, overhead_s=a, batch=args.batch,
+            note="seconds per forward batch = overhead_s + tokens / tokens_per_s (rendered prompt tokens)")
+    if parts & {"load", "decode", "forward", "train"}:
+        del backend, model
+        reset_memory()
+    if "train" in parts:  # NPO and CE steps at two lengths; one checkpoint saved and loaded as the study does
+        acc = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+        seqs = sorted({args.seq // 4, args.seq})
+        for full, gc_, method in ((False, True, "npo"), (False, False, "npo"), (False, True, "ce"),
+                                  (True, True, "npo"), (True, False, "npo"), (True, True, "ce")):
+            kind = ("full" if full else "lora") + ("_gc" if gc_ else "") + ("_ce" if method == "ce" else "")
+            reset_memory()
+            lm, tk = load_model(args.model, device=dev)
+            cfg = TrainConfig(method=method, full=full, lora=LoraSettings(r=args.lora_r),
+                              batch_size=args.train_batch, max_length=args.seq, gradient_checkpointing=gc_,
+                              lr=1e-5, max_steps=1000)
+            trainer = Trainer(lm, tk, cfg, num_steps=1000, accelerator=acc)
+            points = []
+            for seq in seqs:
+                batch = training_batch(args.train_batch, seq, lm.config.vocab_size,
+                                       min(args.prompt_tokens, seq // 2), device)
+                if full and method == "npo":
+                    batch["ref_logps"] = trainer.frozen_logps(batch).detach()
+                times = timed(lambda: npo_step(trainer, batch), args.steps, args.warmup)
+                points.append((args.train_batch * seq, statistics.median(times)))
+            a, c = fit_overhead(points)
+            add(f"train_{kind}", tokens_per_s=1 / c, overhead_s=a, batch=args.train_batch, seqs=seqs,
+                s_per_step={str(u // args.train_batch): round(x, 4) for u, x in points},
+                note="seconds per micro-batch pass = overhead_s + tokens / tokens_per_s")
+            if gc_ and method == "npo":  # checkpoint I/O of the study's configurations
+                with tempfile.TemporaryDirectory(dir=args.tmp) as d:
+                    sync()
+                    t = time.perf_counter()
+                    ck = save_checkpoint(Path(d), 1, trainer.unwrapped, tk, trainer.optimizer, trainer.scheduler,
+                                         {"model": args.model}, adapter=not full)
+                    save_s = time.perf_counter() - t
+                    nbytes = sum(f.stat().st_size for f in ck.path.iterdir())
+                    del trainer, lm
+                    acc.free_memory()
+                    reset_memory()
+                    t = time.perf_counter()
+                    loaded = (load_backend("static", str(ck.path), device=dev) if full else
+                              load_backend("static", args.model, adapter=str(ck.path), device=dev))
+                    sync()
+                    load_s = time.perf_counter() - t
+                    del loaded
+                add("checkpoint_full" if full else "checkpoint_lora", seconds=save_s + load_s, save_s=save_s,
+                    load_s=load_s, bytes=nbytes, note="save (weights + optimizer state) and load for validation")
+            trainer = lm = None
+            acc.free_memory()
+            reset_memory()
+    if "judge" in parts:  # the default judge (encoder + probes) on the XSTest v2 responses
+        from spillover.data.store import DataStore
+        from spillover.judges import build_judge
+        from spillover.judges.labelled import xstest_completions
+
+        items = [it.item for it in xstest_completions(DataStore(args.data_dir))][:args.judge_items]
+        t = time.perf_counter()
+        judge = build_judge("default")
+        judge.judge(items[-32:])
+        load_s = time.perf_counter() - t
+        sync()
+        t = time.perf_counter()
+        judge.judge(items)
+        sync()
+        s = time.perf_counter() - t
+        add("judge", judgments_per_s=len(items) / s, load_s=load_s, items=len(items), judge_id=judge.id,
+            note="the default judge on the XSTest v2 responses; load_s = encoder and probes, once per process")
+    payload.update(peak_gib())
+    report_rows(f"profile {args.model}", rows, ["rate", "tokens_per_s", "overhead_s", "judgments_per_s", "seconds"])
+    return payload
+
+
 # ---------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("section", choices=["all", "gen", "lora", "full", "extract", "real"])
+    ap.add_argument("section", choices=["all", "gen", "lora", "full", "extract", "real", "profile"])
     ap.add_argument("--model-config", default="configs/models/qwen2.5-7b-instruct.json")
     ap.add_argument("--model", default="embedded:smollm2-135m-instruct", help="model spec for 'real'")
     ap.add_argument("--tokenizer", help="tokenizer directory for 'extract'")
@@ -538,12 +749,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="Accelerator mixed precision for training ('no' keeps FSDP from upcasting to fp32)")
     ap.add_argument("--profile", action="store_true", help="print a kernel profile of one training step")
     ap.add_argument("--tag", default="", help="suffix for the output file names")
+    ap.add_argument("--hf-new-tokens", type=int, default=64, help="profile: new tokens per transformers generate")
+    ap.add_argument("--train-batch", type=int, default=8, help="profile: training micro-batch")
+    ap.add_argument("--data-dir", help="profile: dataset mirror (the judge's XSTest v2 responses)")
+    ap.add_argument("--tmp", help="profile: directory for the checkpoint written and read back")
+    ap.add_argument("--judge-items", type=int, default=1800, help="profile: XSTest v2 responses judged")
+    ap.add_argument("--parts", nargs="+", default=["load", "decode", "decode_lora", "forward", "train", "judge"],
+                    choices=["load", "decode", "decode_lora", "forward", "train", "judge"],
+                    help="profile: what to measure")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         device = torch.device("cuda", torch.cuda.current_device())
-    defaults = {"gen": 64, "lora": 8, "full": 4, "extract": 32, "real": 8}
+    defaults = {"gen": 64, "lora": 8, "full": 4, "extract": 32, "real": 8, "profile": 64}
     variants = {"lora": ["common", "project", "project-gc", "project-gc-bf16lora"],
                 "full": ["common", "project-bf16", "project-bf16-plain", "project-bf16-gc", "project-fp32"]}
     sections = ["gen", "lora", "full", "extract"] if args.section == "all" else [args.section]
@@ -559,9 +778,16 @@ def main(argv: list[str] | None = None) -> int:
                 payload = bench_train(sargs, device, full=section == "full")
             elif section == "extract":
                 payload = bench_extract(sargs, device)
+            elif section == "profile":
+                payload = bench_profile(sargs, device)
             else:
                 payload = bench_real(sargs, device)
-            suffix = "" if section == "real" else "-" + model_name(args.model_config)
+            if section == "real":
+                suffix = ""
+            elif section == "profile":
+                suffix = "-" + args.model.removeprefix("embedded:").replace("/", "--")
+            else:
+                suffix = "-" + model_name(args.model_config)
             if "processes" in payload:
                 suffix += f"-{payload['processes']}p"
             if int(os.environ.get("RANK", 0)) == 0:

@@ -56,3 +56,26 @@ def test_training_sections_write_results(tiny_config, tmp_path, section, variant
     import spillover.training.trainer as trainer
 
     assert trainer.sequence_logprobs is logprobs.sequence_logprobs  # the proposed path was swapped back
+
+
+def test_fit_overhead_is_exact_at_the_largest_point_and_never_negative():
+    a, c = gpu_bench.fit_overhead([(8, 1.0 + 8 * 0.01), (32, 1.0 + 32 * 0.01), (64, 1.0 + 64 * 0.01)])
+    assert (a, c) == (pytest.approx(1.0), pytest.approx(0.01))
+    a, c = gpu_bench.fit_overhead([(8, 2.0), (64, 1.0)])  # noise: time falls with size
+    assert 0 <= a <= 0.95 and c > 0 and a + 64 * c == pytest.approx(1.0)
+
+
+def test_profile_section_writes_every_planner_rate(tiny_model_dir, tmp_path):
+    status = gpu_bench.main(["profile", "--model", str(tiny_model_dir), "--device", "cpu", "--out", str(tmp_path),
+                             "--batch", "4", "--new-tokens", "3", "--hf-new-tokens", "2", "--seq", "16",
+                             "--prompt-tokens", "4", "--steps", "1", "--warmup", "0", "--lora-r", "4",
+                             "--train-batch", "2", "--tmp", str(tmp_path), "--parts", "load", "decode", "decode_lora", "forward",
+                             "train"])
+    assert status == 0
+    payload = json.loads(next(tmp_path.glob("profile-*.json")).read_text())
+    rows = {r["rate"]: r for r in payload["results"]}
+    assert set(rows) == {"model_load", "decode_static", "decode_hf", "decode_static_lora", "forward", "train_lora_gc", "train_lora",
+                         "train_lora_gc_ce", "train_full_gc", "train_full", "train_full_gc_ce", "checkpoint_lora",
+                         "checkpoint_full"}
+    assert all(r["tokens_per_s"] > 0 and r["overhead_s"] >= 0 for r in rows.values() if "tokens_per_s" in r)
+    assert rows["checkpoint_full"]["bytes"] > rows["checkpoint_lora"]["bytes"] > 0

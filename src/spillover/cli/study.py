@@ -61,6 +61,8 @@ def study(
     shard: str | None = typer.Option(None, help="i/n: run only this slice of the stages (a Slurm array task); "
                                                 "a plain run afterwards gathers the results."),
     worker: str | None = typer.Option(None, hidden=True, help="i/n: one of the processes --workers starts."),
+    profile: str | None = typer.Option(None, help="--dry-run: throughput profile (a JSON file or a shipped name, "
+                                                  "e.g. h200-smollm2-135m); default the H200 7B profile."),
 ) -> None:
     """Run the whole protocol; finished stages are skipped, a killed run resumes."""
     from ..config import load_yaml_config
@@ -71,11 +73,14 @@ def study(
     preflight(cfg, until)
     run = Study(cfg, data_dir)
     if dry_run:
-        from ..study.plan import format_plan
+        from ..study.plan import format_plan, load_profile
 
+        rates = load_profile(profile)
         run.preview()
-        typer.echo("\n".join(format_plan(run)))
+        typer.echo("\n".join(format_plan(run, rates)))
         return
+    if profile is not None:
+        raise typer.BadParameter("--profile only applies to --dry-run")
     ids: list[str | None] = [g.strip() for g in gpus.split(",")] if gpus else [None] * workers
     if len(ids) > 1:
         args = [*(["--data-dir", str(data_dir)] if data_dir else []), *[a for kv in set_ for a in ("--set", kv)],
