@@ -536,9 +536,9 @@ def fit_overhead(points: list[tuple[float, float]]) -> tuple[float, float]:
 
 def chat_prompts(tokenizer, n: int, seed: int = 0) -> list[str]:
     """n chat-templated synthetic prompts (20-120 words), as the study renders its prompts."""
-    from spillover.concepts.extract import render_prompts
+    from spillover.generation import render_chat
 
-    return render_prompts(tokenizer, synthetic_prompts(n, seed))
+    return [render_chat(tokenizer, p) for p in synthetic_prompts(n, seed)]
 
 
 def bench_profile(args, device) -> dict:
