@@ -170,3 +170,22 @@ def test_a_label_model_that_is_the_aligned_model_costs_nothing(tmp_path):
     pool = 1000 - 100  # the target's train prompts minus the validation slice
     assert sum(same.judged.values()) == sum(other.judged.values()) - pool  # the pool is not judged twice
     assert "cached answers" in same.note
+
+
+def test_schedule_spreads_runs_over_workers_after_their_collection():
+    from spillover.study.plan import StagePlan, schedule
+
+    class Fixed(StagePlan):
+        def seconds(self, profile=None):
+            return self.forward_tokens * self.runs  # forward_tokens stands for seconds per run here
+
+    stages = [Fixed("baseline", forward_tokens=10), Fixed("collect/safety", forward_tokens=5),
+              Fixed("train/safety/unlearn", forward_tokens=20, runs=3), Fixed("eval/safety/unlearn", forward_tokens=10, runs=3),
+              Fixed("collect/privacy", forward_tokens=4), Fixed("train/privacy/unlearn", forward_tokens=6, runs=1),
+              Fixed("eval/privacy/unlearn", forward_tokens=2, runs=1), Fixed("concepts", forward_tokens=3)]
+    total = sum(s.seconds() for s in stages)
+    assert schedule(stages, workers=1) == (total, 35)  # one worker: everything in turn
+    wall, critical = schedule(stages, workers=8)
+    assert critical == 35 and wall == 35  # collect(safety) 5 then one 30-s run per worker
+    wall2, _ = schedule(stages, workers=2)
+    assert critical <= wall2 < total and wall2 >= total / 2

@@ -330,6 +330,45 @@ def _rate_value(r: dict) -> str:
     return f"{r['seconds']:.2g}s"
 
 
+def schedule(stages: list[StagePlan], profile: dict | None = None, workers: int = 1) -> tuple[float, float]:
+    """(wall seconds on ``workers`` workers, critical path seconds) of the study's units.
+
+    Units are as the study runs them (``Study.units``): the baseline, the concepts, each target's
+    collection, and each training run with its evaluation, which waits for its target's
+    collection. Workers take the ready unit with the longest path to the end first.
+    """
+    sec = {s.name: s.seconds(profile) / max(1, s.runs) for s in stages}  # one run
+    jobs: list[tuple[str, float, str | None]] = []
+    for s in stages:
+        if s.name.startswith("eval/"):
+            continue
+        if s.name.startswith("train/"):
+            target, variant = s.name.split("/")[1:3]
+            run = sec[s.name] + sec.get(f"eval/{target}/{variant}", 0.0)
+            jobs += [(f"{s.name}#{i}", run, f"collect/{target}") for i in range(s.runs)]
+        else:
+            jobs.append((s.name, sec[s.name] * s.runs, None))
+    longest_after = {}
+    for name, seconds, before in jobs:
+        if before is not None:
+            longest_after[before] = max(longest_after.get(before, 0.0), seconds)
+    length = {name: seconds + longest_after.get(name, 0.0) for name, seconds, _ in jobs}
+    critical = max(length.values(), default=0.0)
+    pending = sorted(jobs, key=lambda j: -length[j[0]])
+    free, done = [0.0] * max(1, workers), {}
+    while pending:
+        w = min(range(len(free)), key=free.__getitem__)
+        now = free[w]
+        ready = [j for j in pending if j[2] is None or done.get(j[2], float("inf")) <= now]
+        if not ready:
+            free[w] = min(done[j[2]] for j in pending if j[2] in done)
+            continue
+        name, seconds, _ = ready[0]
+        pending.remove(ready[0])
+        done[name] = free[w] = now + seconds
+    return max(free), critical
+
+
 def format_plan(study, profile: dict | None = None) -> list[str]:
     """The plan as lines of at most WIDTH characters."""
     profile = profile or PROFILE
@@ -353,6 +392,9 @@ def format_plan(study, profile: dict | None = None) -> list[str]:
         if s.note:
             lines.append(f"  {s.note}")
     lines += ["-" * WIDTH, row.format("total", "", "", "", "", "", _time(sum(s.seconds(profile) for s in stages))),
+              "wall time with N workers, one GPU each (--workers / --gpus): " + ", ".join(
+                  f"{n}: {_time(schedule(stages, profile, n)[0])}" for n in (1, 2, 4, 8))
+              + f"; critical path {_time(schedule(stages, profile)[1])}",
               "", f"time: {profile['description']}; rates from bench/results/ (tokens/s + fixed cost per step):"]
     rates = [f"{name} {_rate_value(r)}".ljust(26) for name, r in profile["rates"].items()]
     lines += ["  " + "".join(rates[i:i + 3]).rstrip() for i in range(0, len(rates), 3)]
