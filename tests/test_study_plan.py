@@ -143,7 +143,11 @@ def test_the_paper_preset_counts_judge_calls_and_says_what_it_cannot_time(tmp_pa
     base = stages[0]
     assert base.judged == {"api": 1000 * 8} and base.model_loads == 1
     train = _stage(stages, "train/cybersecurity/unlearn")
-    assert train.checkpoints_saved == train.checkpoints_loaded > 0 and train.model_loads == 1
+    assert train.checkpoints_saved == train.checkpoints_loaded > 0 and train.model_loads == 2  # train, validate
+    full = plan(_study(tmp_path / "f", **{"training.full": True}))  # full-rank: each checkpoint is a model
+    full_train = _stage(full, "train/cybersecurity/unlearn")
+    assert full_train.checkpoint_kind == "full" and full_train.model_loads == 1 + full_train.checkpoints_saved
+    assert _stage(stages, "eval/cybersecurity/unlearn").model_loads == 0  # swaps onto the validation's load
     missing = set().union(*(s.terms()[1] for s in stages))
     assert missing == {"API judge calls", "model loads", "checkpoint I/O",
                        "LoRA-adapter decoding (counted at the base model's rate)"}

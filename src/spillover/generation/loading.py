@@ -16,13 +16,19 @@ def load_backend(name: str, model: str, adapter: str | None = None, device: str 
     """
     if name not in BACKENDS:
         raise ValueError(f"unknown generation backend {name!r}; use one of {', '.join(BACKENDS)}")
-    from ..models import load_model, model_identity
+    from ..models import load_model
 
     lm, tok = load_model(model, device=device, dtype=dtype, base_ok=base_ok)
     if adapter:
         from peft import PeftModel
 
         lm = PeftModel.from_pretrained(lm, adapter).eval()
+    return make_backend(name, lm, tok, model, adapter, batch_size)
+
+
+def make_backend(name: str, lm, tok, model: str, adapter: str | None = None, batch_size: int = 8):
+    """Wrap a loaded model (``model`` spec, with ``adapter`` applied) in backend ``name``."""
+    from ..models import model_identity
     from .hf import HFBackend
     from .static import StaticBackend
 

@@ -286,7 +286,9 @@ def plan(study, counts: dict[str, dict[str, int]] | None = None) -> list[StagePl
                 decode_steps=n_ckpt * _batches(n_val, bs) * max_new,
                 train_passes=steps * tc.grad_accum * (1 + (tc.w2 > 0)),
                 forward_batches=diag_batches * (n_ckpt + 1) + n_ckpt * _batches(n_val, bs),
-                judged=judged({t.value: n_val * n_ckpt}), model_loads=1, checkpoints_saved=n_ckpt,
+                judged=judged({t.value: n_val * n_ckpt}), checkpoints_saved=n_ckpt,
+                # training, then validation: LoRA checkpoints swap onto one load (the evaluation reuses it)
+                model_loads=1 + (n_ckpt if tc.full else 1),
                 checkpoints_loaded=n_ckpt, checkpoint_kind="full" if tc.full else "lora")
             stage.forward_tokens += n_ckpt * _tokens(pool[:n_val])  # validation prefill (approximation)
             if tc.full and tc.method == "npo":  # reference log-probs of the forget set, once

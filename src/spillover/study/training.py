@@ -58,7 +58,7 @@ def train_variant(study, target: str, variant: str, cfg: TrainConfig, work: Path
             _, scores = evaluate_responses(backend, {target: validation}, study.cfg.evaluation.decoding,
                                            study.judges, {target: spec}, study.responses)
             refusal[ck.step], judged[ck.step] = scores[0].rate, scores[0].n
-    study.slot.release()
+    # the slot keeps the last adapter loaded: the evaluation stage swaps in the chosen one
 
     diag = read_jsonl(work / "diagnostics.jsonl")
     by_step = {r["step"]: r for r in diag}
