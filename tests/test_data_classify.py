@@ -36,6 +36,8 @@ def test_agreement_and_kappa():
     assert agreement(a, a)["kappa"] == 1.0
     res = agreement(a, [Pillar.SAFETY, Pillar.OTHER, Pillar.OTHER, Pillar.SAFETY])
     assert res["agreement"] == 0.5 and res["kappa"] == 0.0
+    same = [Pillar.SAFETY] * 3  # chance agreement 1: kappa is undefined, not 1
+    assert agreement(same, same)["kappa"] is None and agreement(same, same)["agreement"] == 1.0
     assert res["confusion"] == {"safety": {"safety": 1, "other": 1}, "other": {"other": 1, "safety": 1}}
 
 

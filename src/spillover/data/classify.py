@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 import re
-from collections import Counter
 from typing import Literal
 
 from pydantic import Field
@@ -99,18 +99,14 @@ def classify_pillars(prompts: list[str], judge: PillarJudge, backend=None) -> tu
 
 
 def agreement(a: list[Pillar], b: list[Pillar]) -> dict:
-    """Raw agreement, Cohen's kappa and the confusion table ``{a_label: {b_label: n}}`` of two labelings."""
+    """Raw agreement, Cohen's kappa (None when chance agreement is 1) and the confusion table
+    ``{a_label: {b_label: n}}`` of two labelings, through the judges' one implementation."""
+    from ..judges.agreement import agreement as compare
+
     if len(a) != len(b):
         raise ValueError(f"labelings differ in length ({len(a)} vs {len(b)})")
-    n = len(a)
-    if n == 0:
+    if not a:
         return {"n": 0, "agreement": None, "kappa": None, "confusion": {}}
-    observed = sum(x == y for x, y in zip(a, b)) / n
-    ca, cb = Counter(a), Counter(b)
-    expected = sum(ca[p] * cb[p] for p in Pillar) / (n * n)
-    kappa = (observed - expected) / (1 - expected) if expected < 1 else 1.0
-    confusion: dict[str, dict[str, int]] = {}
-    for x, y in zip(a, b):
-        row = confusion.setdefault(x.value, {})
-        row[y.value] = row.get(y.value, 0) + 1
-    return {"n": n, "agreement": round(observed, 4), "kappa": round(kappa, 4), "confusion": confusion}
+    stats = compare([p.value for p in a], [p.value for p in b])
+    kappa = None if math.isnan(stats.kappa) else round(stats.kappa, 4)
+    return {"n": stats.n, "agreement": round(stats.accuracy, 4), "kappa": kappa, "confusion": stats.confusion}
