@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -174,8 +175,7 @@ def test_two_workers_share_a_study_and_match_the_sequential_run(refusing_model_d
                               text=True) for i in range(2)]
     logs = [p.communicate(timeout=1200)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), logs[0][-3000:] + logs[1][-3000:]
-    built = [[line.strip().removeprefix("stage ") for line in log.splitlines()
-              if line.startswith("stage ") and "skipped" not in line] for log in logs]
+    built = [re.findall(r"^stage (\S+)$", log, flags=re.MULTILINE) for log in logs]  # not "skipped" or "waiting" lines
     gather = Study(tiny_config(refusing_model_dir, out, tiny_model_dir), data_dir)
     root = gather.run()
     assert gather.runner.ran == []  # the workers built every stage ...
