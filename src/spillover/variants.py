@@ -39,6 +39,10 @@ VARIANT_TABLE: dict[str, VariantSpec] = {v.name: v for v in (
     VariantSpec("finetune", "ce", "finetune", False, "finetune", "#ff7f0e"),
     VariantSpec("aug_unlearn", "npo", "forget", True, "aug. unlearn", "#1f77b4"),
     VariantSpec("aug_finetune", "ce", "finetune", True, "aug. finetune", "#2ca02c"),
+    VariantSpec("graddiff", "graddiff", "forget", True, "grad. diff", "#9467bd"),
+    VariantSpec("simnpo", "simnpo", "forget", False, "SimNPO", "#8c564b"),
+    VariantSpec("dpo", "dpo", "pairs", False, "DPO", "#e377c2"),
+    VariantSpec("rmu", "rmu", "forget", True, "RMU", "#17becf"),
 )}
 #: The untrained model's row in tables and figures.
 ALIGNED = VariantSpec("aligned", "", "forget", False, "aligned", "#222222")

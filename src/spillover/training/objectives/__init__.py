@@ -9,9 +9,13 @@ from pydantic import ValidationError
 
 from .base import Batch, LossContext, MethodArgs, Objective, Reduction, ce_loss, response_tokens
 from .ce import CE
+from .dpo import DPO, dpo_loss
+from .graddiff import GradDiff, gradient_ascent_loss
 from .npo import NPO, npo_loss
+from .rmu import RMU, masked_mse, random_direction
+from .simnpo import SimNPO, simnpo_loss
 
-OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (NPO, CE)}
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (NPO, CE, GradDiff, SimNPO, DPO, RMU)}
 
 
 def objective_class(name: str) -> type[Objective]:
@@ -36,5 +40,6 @@ def objective_for(cfg) -> Objective:
     return objective_class(cfg.method)(cfg.args, cfg.w2, cfg.ce_reduction)
 
 
-__all__ = ["CE", "NPO", "OBJECTIVES", "Batch", "LossContext", "MethodArgs", "Objective", "Reduction", "ce_loss",
-           "npo_loss", "objective_class", "objective_for", "parse_args", "response_tokens"]
+__all__ = ["CE", "DPO", "NPO", "OBJECTIVES", "RMU", "Batch", "GradDiff", "LossContext", "MethodArgs", "Objective",
+           "Reduction", "SimNPO", "ce_loss", "dpo_loss", "gradient_ascent_loss", "masked_mse", "npo_loss",
+           "objective_class", "objective_for", "parse_args", "random_direction", "response_tokens", "simnpo_loss"]
