@@ -2,7 +2,6 @@ import base64
 import csv
 import json
 import re
-from typing import get_args
 
 import pytest
 from typer.testing import CliRunner
@@ -14,7 +13,8 @@ from spillover.report import build_report
 from spillover.report.data import VARIANT_LABELS, VARIANTS, load_study
 from spillover.report.figures import VARIANT_COLOURS
 from spillover.report.tables import aggregate
-from spillover.study.config import Variant
+from spillover.study.config import StudyConfig
+from spillover.variants import VARIANT_TABLE
 
 SECTIONS = ("table", "radar", "spillover", "kl", "training", "judges", "concepts", "examples", "manifest")
 TABLES = ("paper_table.csv", "paper_table.md", "paper_table.json", "scores_all_judges.csv", "spillover_matrix.csv",
@@ -175,5 +175,8 @@ def test_bad_concept_files_are_named(tmp_path):
 
 
 def test_report_variants_are_the_aligned_model_then_the_study_variants():
-    assert VARIANTS == ("aligned", *get_args(Variant))
+    assert VARIANTS == ("aligned", *VARIANT_TABLE)
+    assert StudyConfig(name="x", variants=list(VARIANT_TABLE)).variants == list(VARIANT_TABLE)
+    with pytest.raises(ValueError, match="unknown variant 'aligned'"):
+        StudyConfig(name="x", variants=["aligned"])
     assert set(VARIANT_LABELS) == set(VARIANT_COLOURS) == set(VARIANTS)

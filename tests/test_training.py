@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from spillover.models import load_model
-from spillover.training import Objective, TrainConfig, ce_loss, npo_loss, select_checkpoint
+from spillover.training import TrainConfig, ce_loss, npo_loss, objective_for, select_checkpoint
 from spillover.training.diagnostics import first_token_logprobs, kl_divergence
 from spillover.training.examples import IGNORE, Encoded, collate, encode_example, render_pair
 from spillover.training.logprobs import naive_sequence_logprobs, response_token_counts, sequence_logprobs
+
+from loss_context import FixedContext, labels_for
 
 
 @pytest.fixture(scope="module")
@@ -136,12 +138,12 @@ def test_ce_loss_sequence_sum_is_mean_summed_response_nll():
 
 @pytest.mark.parametrize("reduction,expected", [("token_mean", 2.0), ("sequence_sum", 5.0)])
 def test_retain_and_finetune_ce_follow_ce_reduction(reduction, expected):
-    logps, n = torch.tensor([-4.0, -6.0]), torch.tensor([2, 3])
-    unlearn = Objective.from_config(TrainConfig(method="npo", w2=0.5, ce_reduction=reduction))
-    loss, parts = unlearn.retain_loss(logps, n)
+    ctx, batch = FixedContext({"": torch.tensor([-4.0, -6.0])}), {"labels": labels_for([2, 3])}
+    unlearn = objective_for(TrainConfig(method="npo", w2=0.5, ce_reduction=reduction))
+    loss, parts = unlearn.retain_loss(ctx, batch)
     assert parts == {"retain_ce": pytest.approx(expected)} and loss.item() == pytest.approx(0.5 * expected)
-    finetune = Objective.from_config(TrainConfig(method="ce", w3=2.0, ce_reduction=reduction))
-    assert finetune.main_loss(logps, n, None)[0].item() == pytest.approx(2.0 * expected)
+    finetune = objective_for(TrainConfig(method="ce", method_args={"ce": {"weight": 2.0}}, ce_reduction=reduction))
+    assert finetune.main_loss(ctx, batch)[0].item() == pytest.approx(2.0 * expected)
     assert unlearn.describe() == f"1 * NPO[beta=0.1](forget) + 0.5 * CE[{reduction}](retain)"
 
 
@@ -162,20 +164,36 @@ def test_paper_presets_use_sequence_level_ce_and_manifest_says_so():
 
 
 def test_objective_from_config():
-    assert Objective.from_config(TrainConfig(method="npo", w1=2, w2=0.5)) == Objective("unlearn", 2, 0.5, 0.1)
-    ft = Objective.from_config(TrainConfig(method="ce", w3=3, w2=0))
-    assert ft == Objective("finetune", 3, 0, 0.1) and not ft.needs_reference and not ft.uses_retain
-    loss, parts = ft.main_loss(torch.tensor([-4.0, -6.0]), torch.tensor([2, 3]), None)
+    npo = objective_for(TrainConfig(method="npo", method_args={"npo": {"weight": 2}}, w2=0.5))
+    assert (npo.name, npo.args.weight, npo.args.beta, npo.retain_weight) == ("npo", 2, 0.1, 0.5)
+    assert npo.needs_reference and npo.uses_retain
+    policy, ref = torch.tensor([-10.0, -20.0]), torch.tensor([-12.0, -15.0])
+    loss, parts = npo.main_loss(FixedContext({"": policy}, {"": ref}), {})
+    assert parts == {"npo": pytest.approx(npo_loss(policy, ref).item())}
+    assert loss.item() == pytest.approx(2 * parts["npo"])
+    ft = objective_for(TrainConfig(method="ce", method_args={"ce": {"weight": 3}}, w2=0))
+    assert ft.name == "ce" and not ft.needs_reference and not ft.uses_retain
+    loss, parts = ft.main_loss(FixedContext({"": torch.tensor([-4.0, -6.0])}), {"labels": labels_for([2, 3])})
     assert loss.item() == pytest.approx(6.0) and parts == {"ce": pytest.approx(2.0)}
-    with pytest.raises(ValueError, match="reference"):
-        Objective("unlearn").main_loss(torch.zeros(2), torch.ones(2), None)
+
+
+def test_method_args_are_validated_per_method_and_name_the_field():
+    cfg = TrainConfig(method="ce", method_args={"npo": {"beta": 0.5}})
+    assert cfg.method_args == {"npo": {"weight": 1.0, "beta": 0.5}, "ce": {"weight": 1.0}}  # defaults filled
+    assert cfg.args.weight == 1.0
+    with pytest.raises(ValueError, match="method_args.npo.beta"):
+        TrainConfig(method_args={"npo": {"beta": 0}})
+    with pytest.raises(ValueError, match="method_args.ce.beta"):
+        TrainConfig(method="ce", method_args={"ce": {"beta": 0.1}})  # CE has no beta
+    with pytest.raises(ValueError, match="unknown method 'nop'"):
+        TrainConfig(method="nop")
 
 
 def test_config_rejects_unknown_fields_and_empty_objectives():
     with pytest.raises(ValueError):
         TrainConfig(lr_rate=1)
     with pytest.raises(ValueError, match="nothing to train"):
-        TrainConfig(method="npo", w1=0, w2=0)
+        TrainConfig(method="npo", method_args={"npo": {"weight": 0}}, w2=0)
     assert TrainConfig(batch_size=4, retain_ratio=2).retain_batch_size == 8
 
 

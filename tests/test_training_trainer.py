@@ -87,7 +87,8 @@ def test_full_rank_caches_reference_and_saves_loadable_weights(tiny_model_dir, t
     batch = enc.batch(list(range(len(FORGET))), tok.pad_token_id)
     with torch.no_grad():
         base = naive_sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
-    cfg = TrainConfig(full=True, lr=1e-3, batch_size=3, max_steps=4, save_every=4, beta=0.1)
+    cfg = TrainConfig(full=True, lr=1e-3, batch_size=3, max_steps=4, save_every=4,
+                      method_args={"npo": {"beta": 0.1}})
     ckpts = train((model, tok), FORGET, None, cfg, tmp_path)
     cached = torch.load(tmp_path / "reference_logps.pt")
     assert cached["key"]["ids"] == [e.id for e in FORGET]

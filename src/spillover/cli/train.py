@@ -37,7 +37,22 @@ def _diagnostics(kl_prompts: Path | None, mmlu: Path | None):
     return Diagnostics(kl_prompts=by_domain, mmlu=records)
 
 
-def _run(method: str, model: str, target: str, main: Path, main_kind: str, retain: Path | None,
+def _method_overrides(method: str, weight: float | None, beta: float | None, args: list[str]) -> dict:
+    """Dotted TrainConfig overrides for the method's arguments (--w1/--w3, --beta, --arg KEY=VALUE)."""
+    import yaml
+
+    from ..io import InputError
+
+    out = {f"method_args.{method}.weight": weight, f"method_args.{method}.beta": beta}
+    for item in args:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--arg {item!r}: expected KEY=VALUE, e.g. --arg beta=2.5")
+        out[f"method_args.{method}.{key.strip()}"] = yaml.safe_load(value)
+    return out
+
+
+def _run(command: str, method: str, model: str, target: str, main: Path, retain: Path | None,
          out: Path, config: Path | None, overrides: dict, kl_prompts: Path | None, mmlu: Path | None,
          resume: bool) -> None:
     from pydantic import ValidationError
@@ -45,7 +60,7 @@ def _run(method: str, model: str, target: str, main: Path, main_kind: str, retai
     from ..config import format_validation_error, load_yaml_config
     from ..domains import parse_domain
     from ..io import InputError, sha256_file, write_json
-    from ..training import Objective, TrainConfig, train
+    from ..training import TrainConfig, objective_for, train
     from ..training.examples import read_examples
 
     try:
@@ -67,13 +82,15 @@ def _run(method: str, model: str, target: str, main: Path, main_kind: str, retai
             cfg = TrainConfig.model_validate(nested)
         except ValidationError as e:
             raise InputError(format_validation_error(e, "command-line options")) from None
+    objective = objective_for(cfg)
+    main_kind = "pair" if objective.pairs else "finetune" if command == "finetune" else "forget"
     main_examples = read_examples(main, main_kind)
     retain_examples = read_examples(retain, "retain") if retain else None
     if cfg.w2 > 0 and retain_examples is None:
         raise InputError("--w2 > 0 needs --retain FILE")
     write_json(out / "run.json", {
-        "command": "unlearn" if method == "npo" else "finetune", "model": model, "target": domain.value,
-        "config": cfg.model_dump(), "loss": Objective.from_config(cfg).describe(),
+        "command": command, "model": model, "target": domain.value,
+        "config": cfg.model_dump(), "loss": objective.describe(),
         "inputs": {name: {"path": str(p), "sha256": sha256_file(p), "rows": n} for name, p, n in (
             ("main", main, len(main_examples)),
             ("retain", retain, len(retain_examples or []))) if p is not None},
@@ -100,11 +117,16 @@ _DATA_DIR = typer.Option(None, envvar="SPILLOVER_DATA_DIR", help="Dataset mirror
 def unlearn(
     model: str = _MODEL, target: str = _TARGET,
     forget: Path | None = typer.Option(None, help="Forget set JSONL {id, prompt, response}: the model's own "
-                                        "refusals. Without it, the sets are collected from the suite first."),
+                                        "refusals (for dpo: {id, prompt, response = a compliant answer, "
+                                        "rejected = the refusal}). Without it, the sets are collected from the "
+                                        "suite first."),
     retain: Path | None = _RETAIN, out: Path = _OUT, config: Path | None = _CONFIG,
-    w1: float | None = typer.Option(None, help="NPO weight."),
-    w2: float | None = typer.Option(None, help="Retain CE weight (0 = plain unlearning)."),
-    beta: float | None = typer.Option(None),
+    method: str = typer.Option("npo", help="Unlearning method: npo, graddiff, simnpo, dpo, rmu "
+                                          "(spillover.training.objectives)."),
+    w1: float | None = typer.Option(None, help="Weight of the method's forget term."),
+    w2: float | None = typer.Option(None, help="Retain term weight (0 = plain unlearning)."),
+    beta: float | None = typer.Option(None, help="The method's beta (npo, simnpo, dpo)."),
+    arg: list[str] = typer.Option([], help="Method argument KEY=VALUE (repeatable), e.g. --arg gamma=0.5."),
     lora_r: int | None = typer.Option(None, help="LoRA rank (alpha = r unless the preset says otherwise)."),
     full: bool | None = typer.Option(None, "--full/--lora", help="Full-rank instead of LoRA."),
     lr: float | None = typer.Option(None), epochs: float | None = typer.Option(None),
@@ -115,7 +137,7 @@ def unlearn(
     resume: bool = typer.Option(True, help="Continue from the last checkpoint in --out."),
     study_config: Path | None = _STUDY_CONFIG, data_dir: Path | None = _DATA_DIR,
 ) -> None:
-    """Refusal unlearning with NPO (plus w2 x CE on a retain set: augmented unlearning).
+    """Refusal unlearning with --method (NPO by default; plus w2 x the retain term: augmented unlearning).
 
     Without --forget: collect the forget (and retain) set from the suite, train, measure every
     checkpoint and select one, with the settings of --study-config for the rest (its training
@@ -135,16 +157,28 @@ def unlearn(
             raise InputError(f"{', '.join(file_only)} only apply with --forget FILE; without it the sets, "
                              f"diagnostics and training preset come from --study-config {study_config} and its "
                              f"stages always resume (use a new --out to start over)")
-        variant = "aug_unlearn" if (w2 or 0) > 0 else "unlearn"
-        single_run(study_config, model, target, variant, out, data_dir,
-                   {"w1": w1, "w2": w2, "beta": beta, "lora.r": lora_r, "full": full, "lr": lr, "epochs": epochs,
-                    "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum,
+        single_run(study_config, model, target, _variant(method, w2), out, data_dir,
+                   {**_method_overrides(method, w1, beta, arg), "w2": w2, "lora.r": lora_r, "full": full, "lr": lr,
+                    "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum,
                     "save_every": save_every, "seed": seed, "max_length": max_length})
         return
-    _run("npo", model, target, forget, "forget", retain, out, config,
-         {"w1": w1, "w2": w2, "beta": beta, "lora.r": lora_r, "full": full, "lr": lr, "epochs": epochs,
-          "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum, "save_every": save_every,
-          "seed": seed, "max_length": max_length}, kl_prompts, mmlu, resume)
+    _run("unlearn", method, model, target, forget, retain, out, config,
+         {**_method_overrides(method, w1, beta, arg), "w2": w2, "lora.r": lora_r, "full": full, "lr": lr,
+          "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum,
+          "save_every": save_every, "seed": seed, "max_length": max_length}, kl_prompts, mmlu, resume)
+
+
+def _variant(method: str, w2: float | None) -> str:
+    """The study variant that trains ``method`` (NPO: aug_unlearn when w2 > 0, else unlearn)."""
+    from ..io import InputError
+    from ..variants import VARIANT_TABLE
+
+    if method == "npo":
+        return "aug_unlearn" if (w2 or 0) > 0 else "unlearn"
+    names = [v.name for v in VARIANT_TABLE.values() if v.method == method and v.main != "finetune"]
+    if not names:
+        raise InputError(f"--method: no unlearning variant trains {method!r} (spillover.variants.VARIANT_TABLE)")
+    return names[0]
 
 
 @app.command()
@@ -163,7 +197,7 @@ def finetune(
     resume: bool = typer.Option(True, help="Continue from the last checkpoint in --out."),
 ) -> None:
     """Finetuning baseline: CE on (prompt, harmful answer) pairs (plus w2 x CE on a retain set)."""
-    _run("ce", model, target, train_file, "finetune", retain, out, config,
-         {"w3": w3, "w2": w2, "lora.r": lora_r, "full": full, "lr": lr, "epochs": epochs,
+    _run("finetune", "ce", model, target, train_file, retain, out, config,
+         {**_method_overrides("ce", w3, None, []), "w2": w2, "lora.r": lora_r, "full": full, "lr": lr, "epochs": epochs,
           "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum, "save_every": save_every,
           "seed": seed, "max_length": max_length}, kl_prompts, mmlu, resume)

@@ -10,17 +10,11 @@ from typing import Any
 
 from ..domains import DOMAINS, MMLU, XSTEST
 from ..io import InputError, read_json, read_jsonl
+from ..variants import ALIGNED, VARIANT_TABLE
 
-#: Model variants in the order the paper's tables list them: the aligned model, then
-#: ``spillover.study.config.Variant`` (kept apart so that the report does not import torch).
-VARIANTS = ("aligned", "unlearn", "finetune", "aug_unlearn", "aug_finetune")
-VARIANT_LABELS = {
-    "aligned": "aligned",
-    "unlearn": "unlearn",
-    "finetune": "finetune",
-    "aug_unlearn": "aug. unlearn",
-    "aug_finetune": "aug. finetune",
-}
+#: Model variants in table order: the aligned model, then ``spillover.variants.VARIANT_TABLE``.
+VARIANTS = (ALIGNED.name, *VARIANT_TABLE)
+VARIANT_LABELS = {ALIGNED.name: ALIGNED.label, **{v.name: v.label for v in VARIANT_TABLE.values()}}
 #: Evaluation sets: the seven domains, over-refusal and utility.
 SETS = tuple(d.value for d in DOMAINS) + (XSTEST, MMLU)
 DOMAIN_VALUES = tuple(d.value for d in DOMAINS)
@@ -83,17 +77,22 @@ CHECKPOINTS = {
 }
 
 
-def read_csv(path: Path, columns: dict[str, Callable[[str], Any]]) -> list[dict]:
-    """Parse a CSV whose header holds ``columns``; errors name the file, row and field."""
+def read_csv(path: Path, columns: dict[str, Callable[[str], Any]],
+             extra: Callable[[str], Any] | None = None) -> list[dict]:
+    """Parse a CSV whose header holds ``columns``; errors name the file, row and field.
+
+    With ``extra``, every other column of the header is read too, parsed by ``extra``.
+    """
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
             raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+        parsers = {**columns, **{c: extra for c in reader.fieldnames or [] if c not in columns}} if extra else columns
         rows = []
         for lineno, raw in enumerate(reader, 2):
             row = {}
-            for name, parse in columns.items():
+            for name, parse in parsers.items():
                 value = raw[name]
                 try:
                     row[name] = parse(value if value is not None else "")
@@ -235,7 +234,7 @@ def load_study(root: Path) -> StudyResults:
         manifest=manifest,
         scores=read_csv(scores_path, SCORES),
         kl=_optional(res / "kl.csv", lambda p: read_csv(p, KL)),
-        train_log=_optional(res / "train_log.csv", lambda p: read_csv(p, TRAIN_LOG)),
+        train_log=_optional(res / "train_log.csv", lambda p: read_csv(p, TRAIN_LOG, _opt_float)),
         checkpoints=_optional(res / "checkpoints.csv", lambda p: read_csv(p, CHECKPOINTS)),
         agreement=_optional(res / "agreement.json", _read_agreement),
         calibration=_optional(res / "calibration.json", _read_calibration),

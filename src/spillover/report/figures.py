@@ -16,16 +16,14 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ..domains import DOMAINS, Domain  # noqa: E402
+from ..variants import ALIGNED, VARIANT_TABLE  # noqa: E402
 from .data import VARIANT_LABELS, VARIANTS  # noqa: E402
 from .tables import COLUMNS  # noqa: E402
 
 #: The radar's axes, in the paper's column order.
 RADAR_DOMAINS = tuple(Domain(c) for c in COLUMNS[:7])
 
-VARIANT_COLOURS = {
-    "aligned": "#222222", "unlearn": "#d62728", "finetune": "#ff7f0e",
-    "aug_unlearn": "#1f77b4", "aug_finetune": "#2ca02c",
-}
+VARIANT_COLOURS = {ALIGNED.name: ALIGNED.colour, **{v.name: v.colour for v in VARIANT_TABLE.values()}}
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "figure.dpi": 100})
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from ..config import Seed, StrictModel
 from ..data.suite import BENIGN, XSTEST_UNSAFE, DataConfig
@@ -13,8 +13,16 @@ from ..generation.base import Decoding
 from ..judges import endpoint_spec
 from ..models import DEFAULT_ALIGNED, DEFAULT_LABELER, DTYPES
 from ..training.config import TrainConfig
+from ..variants import VARIANT_TABLE, variant_spec
 
-Variant = Literal["unlearn", "finetune", "aug_unlearn", "aug_finetune"]
+
+def _variant(name: str) -> str:
+    variant_spec(name)
+    return name
+
+
+#: A name from ``spillover.variants.VARIANT_TABLE``.
+Variant = Annotated[str, AfterValidator(_variant)]
 #: Prompt sets a study can evaluate and judge (MMLU is scored separately).
 JUDGED_SETS: tuple[str, ...] = (*(d.value for d in DOMAINS), XSTEST, XSTEST_UNSAFE, BENIGN)
 
@@ -206,21 +214,37 @@ class StudyConfig(StrictModel):
                     name = getattr(key, "value", key)
                     raise ValueError("; ".join(f"{where}.{name}.{'.'.join(map(str, x['loc']))}: {x['msg']}"
                                                for x in e.errors())) from None
+        for target in self.targets:
+            for variant in self.variants_for(target.value):
+                try:
+                    self.training_for(variant, self.seeds[0], target.value)
+                except ValidationError as e:
+                    raise ValueError(f"training of variant {variant} on {target.value}: " + "; ".join(
+                        f"{'.'.join(map(str, x['loc'])) or 'training'}: {x['msg']}" for x in e.errors())) from None
+        return self
+
+    @model_validator(mode="after")
+    def _check_method(self) -> "StudyConfig":
+        if "method" in self.training.model_fields_set:
+            raise ValueError("training.method: each variant sets its method (spillover.variants.VARIANT_TABLE); "
+                             "method arguments go in training.method_args.<method>")
         return self
 
     def training_for(self, variant: str, seed: int, target: str | None = None) -> TrainConfig:
         """The base training config with the variant's objective, the seed and overrides applied.
 
-        unlearn = NPO on the forget set; aug_unlearn adds w2 * CE on the retain set; finetune =
-        CE on the finetune labels; aug_finetune adds w2 * CE on the retain set. The retain weight
-        is ``training.w2`` when given (0 means 0), else 1. Per-target overrides apply first, then
-        per-variant ones.
+        The variant's row of ``VARIANT_TABLE`` gives the method (unlearn = NPO on the forget set,
+        finetune = CE on the finetune labels, ...) and whether the retain term is on (aug_*,
+        graddiff, rmu). The retain weight is ``training.w2`` when given (0 means 0), else 1.
+        Only the method's own ``method_args`` entry is kept. Per-target overrides apply first,
+        then per-variant ones.
         """
+        spec = VARIANT_TABLE[variant]
         base = self.training.model_dump()
         w2 = base["w2"] if "w2" in self.training.model_fields_set else 1.0
-        base.update(method="ce" if variant in ("finetune", "aug_finetune") else "npo",
-                    w2=w2 if variant.startswith("aug_") else 0.0, seed=seed,
-                    retain_ratio=float(self.collect.retain_ratio))
+        args = base["method_args"].get(spec.method, {})
+        base.update(method=spec.method, method_args={spec.method: args} if args else {},
+                    w2=w2 if spec.retain else 0.0, seed=seed, retain_ratio=float(self.collect.retain_ratio))
         if target is not None:
             base.update(self.target_training.get(Domain(target), {}))
         base.update(self.variant_training.get(variant, {}))

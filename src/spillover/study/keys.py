@@ -10,10 +10,8 @@ from __future__ import annotations
 from ..domains import DOMAINS
 from ..io import stable_hash
 from ..models import model_identity
+from ..variants import VARIANT_TABLE
 from .names import run_name
-
-AUGMENTED = {"aug_unlearn", "aug_finetune"}
-FINETUNING = {"finetune", "aug_finetune"}
 
 
 def _dump(section) -> dict:
@@ -47,8 +45,8 @@ def baseline_inputs(study) -> dict:
 
 def collect_inputs(study, target: str) -> dict:
     cfg = study.cfg
-    retain = any(v in AUGMENTED for v in cfg.variants_for(target))
-    labels = any(v in FINETUNING for v in cfg.variants_for(target))
+    retain = any(VARIANT_TABLE[v].retain for v in cfg.variants_for(target))
+    labels = any(VARIANT_TABLE[v].needs_labels for v in cfg.variants_for(target))
     judged = [d.value for d in DOMAINS] + ["benign"] if retain else [target]
     return {"data": study.keys["data"], "models": _models(study),
             "labeler": model_identity(cfg.models.labeler_for(target)) if labels else None, "collect": _dump(cfg.collect),

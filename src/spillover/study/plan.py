@@ -30,7 +30,9 @@ from pathlib import Path
 
 from ..domains import DOMAINS
 from ..io import InputError
+from ..training.objectives import objective_class
 from ..training.trainer import total_steps
+from ..variants import VARIANT_TABLE
 
 FORGET_FRACTION = 0.5
 DEFAULT_PROFILE = Path(__file__).with_name("throughput.json")
@@ -165,10 +167,15 @@ def _batches(n: int, size: int) -> int:
 def train_rate(tc) -> str:
     """The profile rate that matches a training config (LoRA or full, dtype, checkpointing, CE).
 
-    CE runs (finetune variants: no reference pass) read ``<rate>_ce`` where the profile has it.
+    Runs without a reference pass (CE, GradDiff, SimNPO) read ``<rate>_ce`` where the profile has it.
     """
     kind = "full" if tc.full else ("lora_bf16" if tc.lora.dtype == "model" else "lora")
-    return f"train_{kind}{'_gc' if tc.gradient_checkpointing else ''}{'_ce' if tc.method == 'ce' else ''}"
+    return f"train_{kind}{'_gc' if tc.gradient_checkpointing else ''}{'' if _reference(tc) else '_ce'}"
+
+
+def _reference(tc) -> bool:
+    """Whether the run's objective takes a reference pass (NPO, DPO, RMU; not CE, GradDiff, SimNPO)."""
+    return objective_class(tc.method).needs_reference
 
 
 def judge_kind(spec: str) -> str:
@@ -235,7 +242,7 @@ def plan(study, counts: dict[str, dict[str, int]] | None = None) -> list[StagePl
         n_forget = known.get("forget", int(FORGET_FRACTION * len(pool)))
         variants = cfg.variants_for(t.value)
         sets = {t.value: len(pool)}
-        if any(v.startswith("aug_") for v in variants) and n_forget:
+        if any(VARIANT_TABLE[v].retain for v in variants) and n_forget:
             others = [r for d in DOMAINS if d != t for r in suite.get(d.value, "train")[:c.n_other_train]]
             for d in DOMAINS:
                 if d != t:
@@ -253,7 +260,7 @@ def plan(study, counts: dict[str, dict[str, int]] | None = None) -> list[StagePl
                 collect.forward_tokens += e.forward_tokens
                 collect.forward_batches += e.forward_batches
         notes = []
-        if any(v in ("finetune", "aug_finetune") for v in variants):
+        if any(VARIANT_TABLE[v].needs_labels for v in variants):
             if cfg.models.labeler_for(t.value) != cfg.models.aligned:
                 collect.label_tokens = len(pool) * c.decoding.max_new_tokens
                 collect.label_steps = _batches(len(pool), bs) * c.decoding.max_new_tokens
@@ -270,7 +277,8 @@ def plan(study, counts: dict[str, dict[str, int]] | None = None) -> list[StagePl
         seq = (_tokens(pool) // max(1, len(pool))) + c.decoding.max_new_tokens
         for v in variants:
             tc = cfg.training_for(v, cfg.seeds[0], t.value)
-            n_main = known.get("finetune", len(pool)) if tc.method == "ce" else n_forget
+            # pairs (DPO): the forget prompts the label model also answered, at most n_forget
+            n_main = known.get("finetune", len(pool)) if VARIANT_TABLE[v].main == "finetune" else n_forget
             steps = total_steps(tc, max(1, n_main))
             per_step = tc.grad_accum * (tc.batch_size + (tc.retain_batch_size if tc.w2 > 0 else 0))
             n_ckpt = math.ceil(steps / tc.save_every)
@@ -291,7 +299,7 @@ def plan(study, counts: dict[str, dict[str, int]] | None = None) -> list[StagePl
                 model_loads=1 + (n_ckpt if tc.full else 1),
                 checkpoints_loaded=n_ckpt, checkpoint_kind="full" if tc.full else "lora")
             stage.forward_tokens += n_ckpt * _tokens(pool[:n_val])  # validation prefill (approximation)
-            if tc.full and tc.method == "npo":  # reference log-probs of the forget set, once
+            if tc.full and _reference(tc):  # reference log-probs of the main set, once
                 stage.forward_tokens += n_main * length
                 stage.forward_batches += _batches(n_main, tc.batch_size)
             stages.append(stage)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..io import InputError
 from ..judges import validate_judge_spec
 from ..models import ModelLoadError, check_model_spec
+from ..variants import VARIANT_TABLE
 from .config import StudyConfig
 
 #: Stage kinds in run order (``--until`` takes one).
@@ -16,7 +17,7 @@ def preflight(cfg: StudyConfig, until: str | None = None) -> None:
     if until is not None and until not in STAGES:
         raise InputError(f"--until: unknown stage {until!r}; stages: {', '.join(STAGES)}")
     models = {"models.aligned": cfg.models.aligned}
-    if any(v in ("finetune", "aug_finetune") for v in cfg.variants):
+    if any(VARIANT_TABLE[v].needs_labels for v in cfg.variants):
         models["models.labeler"] = cfg.models.labeler
     classifier = cfg.data.classifier
     if not isinstance(classifier, str) and classifier.backend == "hf":

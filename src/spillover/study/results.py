@@ -96,6 +96,13 @@ def training_rows(study) -> tuple[list[dict], list[dict], list[dict]]:
     return kl, log, ckpts
 
 
+def train_log_columns(log: list[dict]) -> list[str]:
+    """train_log.csv columns: the run, step, loss, every logged loss term (first-seen order), lr."""
+    fixed = ["variant", "target", "seed", "step", "loss"]
+    terms = list(dict.fromkeys(k for r in log for k in r if k not in (*fixed, "lr", "elapsed")))
+    return [*fixed, *terms, "lr"]
+
+
 def example_rows(study, per_set: int) -> list[dict]:
     """A few prompts per set and run, aligned and trained side by side; flipped labels first."""
     root = study.root
@@ -197,7 +204,7 @@ def write_results(study) -> Path:
     write_csv(res / "ema_matrix.csv", EMA_COLUMNS, ema_matrix_rows(scores))
     kl, log, ckpts = training_rows(study)
     write_csv(res / "kl.csv", ["variant", "target", "seed", "step", "domain", "kl"], kl)
-    write_csv(res / "train_log.csv", ["variant", "target", "seed", "step", "loss", "npo", "ce", "lr"], log)
+    write_csv(res / "train_log.csv", train_log_columns(log), log)
     write_csv(res / "checkpoints.csv", CHECKPOINT_COLUMNS, ckpts)
     write_jsonl(res / "examples.jsonl", example_rows(study, study.cfg.evaluation.examples_per_set))
     write_json(res / "agreement.json", audit_rows(study))

@@ -10,13 +10,14 @@ from ..evaluation import evaluate_responses
 from ..io import InputError, read_jsonl, stable_hash, write_json, write_jsonl
 from ..models import model_identity
 from ..stats import percent_se
-from ..training import Diagnostics, Example, Objective, TrainConfig, select_checkpoint, train
+from ..training import Diagnostics, Example, TrainConfig, objective_for, select_checkpoint, train
+from ..variants import VARIANT_TABLE
 from .keys import kl_sets
 
 
 def loss_formulas(cfg) -> dict[str, str]:
     """{"<target>/<variant>": the loss each run minimises} for a StudyConfig (for the manifest)."""
-    return {f"{t.value}/{v}": Objective.from_config(cfg.training_for(v, cfg.seeds[0], t.value)).describe()
+    return {f"{t.value}/{v}": objective_for(cfg.training_for(v, cfg.seeds[0], t.value)).describe()
             for t in cfg.targets for v in cfg.variants_for(t.value)}
 
 
@@ -25,11 +26,29 @@ def _examples(path: Path) -> list[Example]:
             for r in read_jsonl(path, required=("id", "prompt", "response", "kind"))]
 
 
+def preference_pairs(sets: Path) -> list[Example]:
+    """(compliant label-model answer, the aligned model's refusal) for each prompt in both sets.
+
+    The forget and finetune sets answer the same target train prompts (record ids), so a prompt
+    the aligned model refused and the label model answered gives one pair, in forget-set order.
+    """
+    answers = {e.id: e for e in _examples(sets / "finetune.jsonl")}
+    return [Example(e.id, e.prompt, answers[e.id].response, "pair", e.response)
+            for e in _examples(sets / "forget.jsonl") if e.id in answers]
+
+
+def main_examples(sets: Path, variant: str) -> tuple[list[Example], Path]:
+    """The main training set of ``variant`` from collect/<target>/, and the file it comes from."""
+    main = VARIANT_TABLE[variant].main
+    if main == "pairs":
+        return preference_pairs(sets), sets / "forget.jsonl + finetune.jsonl"
+    return _examples(sets / f"{main}.jsonl"), sets / f"{main}.jsonl"
+
+
 def train_variant(study, target: str, variant: str, cfg: TrainConfig, work: Path, out_dir: Path) -> None:
     """Train into ``work`` (resumable), measure every checkpoint, write the selection to ``out_dir``."""
     sets = study.root / "collect" / target
-    main_file = sets / ("finetune.jsonl" if cfg.method == "ce" else "forget.jsonl")
-    main = _examples(main_file)
+    main, main_file = main_examples(sets, variant)
     if not main:
         raise InputError(f"{main_file}: no training examples (the collection kept none); "
                          "raise collect.n_target_train or pick another target")

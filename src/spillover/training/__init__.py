@@ -1,4 +1,4 @@
-"""Refusal unlearning (NPO) and finetuning (CE), LoRA or full-rank, with diagnostics.
+"""Refusal unlearning and finetuning objectives (objectives.OBJECTIVES), LoRA or full-rank, with diagnostics.
 
 Importing this package is cheap; heavy libraries load when a function needs them.
 """
@@ -7,8 +7,8 @@ from .checkpoints import CheckpointInfo
 from .config import LoraSettings, TrainConfig
 from .diagnostics import Diagnostics, select_checkpoint
 from .examples import Example
-from .objectives import Objective, ce_loss, npo_loss
+from .objectives import OBJECTIVES, Objective, ce_loss, npo_loss, objective_for
 from .trainer import Trainer, npo_step, train
 
-__all__ = ["CheckpointInfo", "Diagnostics", "Example", "LoraSettings", "Objective", "TrainConfig", "Trainer",
-           "ce_loss", "npo_loss", "npo_step", "select_checkpoint", "train"]
+__all__ = ["OBJECTIVES", "CheckpointInfo", "Diagnostics", "Example", "LoraSettings", "Objective", "TrainConfig",
+           "Trainer", "ce_loss", "npo_loss", "npo_step", "objective_for", "select_checkpoint", "train"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -25,18 +25,20 @@ class LoraSettings(StrictModel):
 class TrainConfig(StrictModel):
     """One training run.
 
-    ``method`` npo = unlearning (w1 * NPO on the forget set), ce = finetuning (w3 * CE on the
-    finetune set); ``w2`` > 0 adds w2 * CE on the retain set. ``batch_size`` is per device and
+    ``method`` names an objective (``spillover.training.objectives.OBJECTIVES``: npo = unlearning
+    by NPO on the forget set, ce = finetuning by CE on the finetune set, ...); ``method_args``
+    holds each method's own arguments by method name (e.g. ``{npo: {beta: 0.1, weight: 1}}``),
+    validated against that method's ``Args``; the active method's entry is always filled with its
+    defaults. ``w2`` > 0 adds w2 times the method's retain term (CE on the retain set unless the
+    method says otherwise). ``batch_size`` is per device and
     per micro-batch; an optimizer step sees batch_size x grad_accum x processes examples. A
     retain micro-batch holds round(batch_size x retain_ratio) examples, so a retain set
     ``retain_ratio`` times the forget set is seen once per epoch.
     """
 
-    method: Literal["npo", "ce"] = "npo"
-    w1: float = Field(1.0, ge=0.0)
+    method: str = "npo"
+    method_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
     w2: float = Field(0.0, ge=0.0)
-    w3: float = Field(1.0, ge=0.0)
-    beta: float = Field(0.1, gt=0.0)
     lora: LoraSettings = LoraSettings()
     full: bool = False
     #: dtype of the trained weights in full-rank runs: the model's own (bf16 on GPU; with
@@ -68,13 +70,45 @@ class TrainConfig(StrictModel):
     logprob_chunk_size: int = Field(1024, ge=0)
     system_prompt: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _method_args(cls, data: Any) -> Any:
+        """Validate every method_args entry and fill the active method's defaults."""
+        from .objectives import objective_class, parse_args
+
+        if not isinstance(data, dict):
+            return data
+        method = data.get("method", "npo")
+        try:
+            objective_class(method)
+        except ValueError as e:
+            raise ValueError(f"method: {e}") from None
+        given = data.get("method_args") or {}
+        if not isinstance(given, dict):
+            raise ValueError("method_args: expected a mapping {method: {argument: value}}")
+        args = {name: parse_args(name, a or {}).model_dump() for name, a in given.items()}
+        args.setdefault(method, parse_args(method, {}).model_dump())
+        return {**data, "method_args": args}
+
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
-        if self.method == "npo" and self.w1 == 0 and self.w2 == 0:
-            raise ValueError("w1 and w2 are both 0: nothing to train")
-        if self.method == "ce" and self.w3 == 0 and self.w2 == 0:
-            raise ValueError("w3 and w2 are both 0: nothing to train")
+        from .objectives import objective_class
+
+        cls = objective_class(self.method)
+        if self.args.weight == 0 and self.w2 == 0:
+            raise ValueError(f"method_args.{self.method}.weight and w2 are both 0: nothing to train")
+        if cls.retain == "required" and self.w2 == 0:
+            raise ValueError(f"w2: method {self.method} needs its retain term (w2 > 0)")
+        if self.full and not cls.full_rank:
+            raise ValueError(f"full: method {self.method} needs LoRA (its frozen model is the adapter-disabled one)")
         return self
+
+    @property
+    def args(self):
+        """The active method's arguments (its ``Args`` model)."""
+        from .objectives import parse_args
+
+        return parse_args(self.method, self.method_args[self.method])
 
     @property
     def retain_batch_size(self) -> int:

@@ -19,36 +19,47 @@ from ..generation.base import as_messages, render_chat
 from ..io import InputError, read_jsonl, write_jsonl
 
 IGNORE = -100
-ExampleKind = Literal["forget", "retain", "finetune"]
+ExampleKind = Literal["forget", "retain", "finetune", "pair"]
 
 
 @dataclass(frozen=True)
 class Example:
-    """One training pair; ``kind`` says which set it belongs to."""
+    """One training pair; ``kind`` says which set it belongs to.
+
+    A preference pair (kind "pair") has the preferred answer in ``response`` and the
+    dispreferred one in ``rejected``.
+    """
 
     id: str
     prompt: str
     response: str
     kind: ExampleKind = "forget"
+    rejected: str | None = None
 
 
 def read_examples(path: str | Path, kind: ExampleKind) -> list[Example]:
-    """Read JSONL rows {id, prompt, response} (id optional); bad rows raise InputError naming the row."""
+    """Read JSONL rows {id, prompt, response} (id optional; kind "pair" also needs ``rejected``).
+
+    Bad rows raise InputError naming the row and field.
+    """
     path = Path(path)
     out = []
-    for i, row in enumerate(read_jsonl(path, required=("prompt", "response")), 1):
-        for key in ("prompt", "response"):
+    fields = ("prompt", "response", "rejected") if kind == "pair" else ("prompt", "response")
+    for i, row in enumerate(read_jsonl(path, required=fields), 1):
+        for key in fields:
             if not isinstance(row[key], str) or not row[key].strip():
                 raise InputError(f"{path}, row {i}: field {key!r} must be a non-empty string")
-        out.append(Example(str(row.get("id", f"{path.stem}-{i}")), row["prompt"], row["response"], kind))
+        out.append(Example(str(row.get("id", f"{path.stem}-{i}")), row["prompt"], row["response"], kind,
+                           row.get("rejected") if kind == "pair" else None))
     if not out:
         raise InputError(f"{path}: no examples")
     return out
 
 
 def write_examples(path: str | Path, examples: list[Example]) -> int:
-    """Write examples as JSONL rows {id, prompt, response, kind}; return the count."""
-    return write_jsonl(path, (asdict(e) for e in examples))
+    """Write examples as JSONL rows {id, prompt, response, kind} (and ``rejected`` of pairs); return the count."""
+    return write_jsonl(path, ({k: v for k, v in asdict(e).items() if k != "rejected" or v is not None}
+                              for e in examples))
 
 
 @dataclass(frozen=True)
@@ -97,14 +108,21 @@ def encode_example(tokenizer, prompt: str, response: str, max_length: int,
 
 
 class EncodedSet:
-    """Examples encoded once; indexable by position."""
+    """Examples encoded once; indexable by position.
 
-    def __init__(self, examples: list[Example], tokenizer, max_length: int, system_prompt: str | None = None):
+    With ``pairs`` each example's ``rejected`` response is encoded too, and batches carry it
+    under ``rejected_input_ids`` / ``rejected_attention_mask`` / ``rejected_labels``.
+    """
+
+    def __init__(self, examples: list[Example], tokenizer, max_length: int, system_prompt: str | None = None,
+                 pairs: bool = False):
         self.examples = examples
-        self.items = []
+        self.items, self.rejected = [], []
         for i, ex in enumerate(examples):
             try:
                 self.items.append(encode_example(tokenizer, ex.prompt, ex.response, max_length, system_prompt))
+                if pairs:
+                    self.rejected.append(encode_example(tokenizer, ex.prompt, ex.rejected, max_length, system_prompt))
             except ValueError as e:
                 raise InputError(f"{ex.kind} example {i} (id {ex.id!r}): {e}") from None
 
@@ -112,7 +130,12 @@ class EncodedSet:
         return len(self.items)
 
     def batch(self, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
-        return collate([self.items[i] for i in indices], pad_id, torch.tensor(indices, dtype=torch.long))
+        index = torch.tensor(indices, dtype=torch.long)
+        out = collate([self.items[i] for i in indices], pad_id, index)
+        if self.rejected:
+            rejected = collate([self.rejected[i] for i in indices], pad_id, index)
+            out.update({f"rejected_{k}": rejected[k] for k in ("input_ids", "attention_mask", "labels")})
+        return out
 
 
 def collate(items: list[Encoded], pad_id: int, index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

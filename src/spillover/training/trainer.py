@@ -1,8 +1,9 @@
 """The trainer: one objective, LoRA or full-rank, on accelerate (``accelerate launch`` scales it).
 
-Reference log-probs for NPO never need a second copy of the weights: with LoRA the reference is
-the same model with the adapter disabled; full-rank runs compute the reference log-probs of
-every forget example once before training and cache them in ``out_dir/reference_logps.pt``.
+The trainer is the objectives' ``LossContext``: policy and reference log-probs, and hidden
+states of one decoder block. The reference never needs a second copy of the weights: with LoRA
+it is the same model with the adapter disabled; full-rank runs compute the reference log-probs
+of every main-set sequence once before training and cache them in ``out_dir/reference_logps.pt``.
 
 Data order is a pure function of (seed, step): micro-batch u takes positions
 [u*B, (u+1)*B) of an endless stream of per-epoch seeded permutations, so a resumed run sees
@@ -27,8 +28,8 @@ from .checkpoints import (STATE_FILE, CheckpointInfo, list_checkpoints, load_tra
                           save_checkpoint)
 from .config import TrainConfig
 from .examples import EncodedSet, Example
-from .logprobs import response_token_counts, sequence_logprobs
-from .objectives import Objective
+from .logprobs import sequence_logprobs, unwrap
+from .objectives import objective_for
 from .optim import build_optimizer
 
 Batch = dict[str, torch.Tensor]
@@ -60,9 +61,9 @@ class Trainer:
     """Owns the (wrapped) model, optimizer and scheduler; ``train_step`` runs one optimizer step.
 
     ``model`` is a transformers CausalLM; LoRA (``cfg.full`` False) wraps it with peft in place.
-    Batches are dicts from ``examples.collate``; a main batch may carry ``ref_logps`` (B,) (the
-    cached reference for full-rank NPO), otherwise the reference comes from the adapter-disabled
-    model.
+    Batches are dicts from ``examples.collate``; a main batch may carry ``ref_logps`` (B,) (and
+    ``rejected_ref_logps`` for pairs: the cached full-rank reference), otherwise the reference
+    comes from the adapter-disabled model.
     """
 
     def __init__(self, model, tokenizer, cfg: TrainConfig, num_steps: int, accelerator=None):
@@ -70,7 +71,7 @@ class Trainer:
 
         self.cfg = cfg
         self.tokenizer = tokenizer
-        self.objective = Objective.from_config(cfg)
+        self.objective = objective_for(cfg)
         self.accelerator = accelerator or Accelerator(
             mixed_precision="bf16" if torch.cuda.is_available() else "no")
         self.lora = not cfg.full
@@ -113,37 +114,69 @@ class Trainer:
         """The peft (LoRA) or plain model without distributed wrappers."""
         return self.accelerator.unwrap_model(self.model)
 
-    def logps(self, batch: Batch) -> torch.Tensor:
-        """Policy summed response log-probs (B,), with grad."""
-        return sequence_logprobs(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"],
-                                 self.cfg.logprob_chunk_size)
+    @property
+    def num_layers(self) -> int:
+        return len(unwrap(self.model).get_decoder().layers)
 
-    @torch.no_grad()
-    def reference_logps(self, batch: Batch) -> torch.Tensor:
-        """Reference summed response log-probs (B,): the batch's cached ``ref_logps`` or adapter-off model."""
-        if "ref_logps" in batch:
-            return batch["ref_logps"]
+    def logps(self, batch: Batch, prefix: str = "") -> torch.Tensor:
+        """Policy summed response log-probs (B,), with grad; ``prefix`` picks the batch's sequence."""
+        return sequence_logprobs(self.model, batch[f"{prefix}input_ids"], batch[f"{prefix}attention_mask"],
+                                 batch[f"{prefix}labels"], self.cfg.logprob_chunk_size)
+
+    @contextlib.contextmanager
+    def _frozen(self):
+        """The frozen (adapter-disabled, eval-mode) model, without grad."""
         if not self.lora:
-            raise ValueError("full-rank NPO needs cached reference log-probs in batch['ref_logps']")
+            raise ValueError(f"full-rank {self.cfg.method} has no frozen model: only cached reference log-probs")
         model = self.unwrapped
         model.eval()
         try:
-            with model.disable_adapter(), self.accelerator.autocast():
-                return sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"],
-                                         self.cfg.logprob_chunk_size)
+            with torch.no_grad(), model.disable_adapter(), self.accelerator.autocast():
+                yield model
         finally:
             model.train()
 
+    def reference_logps(self, batch: Batch, prefix: str = "") -> torch.Tensor:
+        """Reference summed response log-probs (B,): the batch's cached ``ref_logps`` or adapter-off model."""
+        if f"{prefix}ref_logps" in batch:
+            return batch[f"{prefix}ref_logps"]
+        with self._frozen() as model:
+            return sequence_logprobs(model, batch[f"{prefix}input_ids"], batch[f"{prefix}attention_mask"],
+                                     batch[f"{prefix}labels"], self.cfg.logprob_chunk_size)
+
+    def _block_output(self, model, batch: Batch, layer: int) -> torch.Tensor:
+        blocks = unwrap(model).get_decoder().layers
+        if not 0 <= layer < len(blocks):
+            raise ValueError(f"layer {layer} out of range: the model has {len(blocks)} decoder blocks")
+        captured: list[torch.Tensor] = []
+        handle = blocks[layer].register_forward_hook(
+            lambda _m, _i, out: captured.append(out[0] if isinstance(out, tuple) else out))
+        try:
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
+                  logits_to_keep=1)
+        finally:
+            handle.remove()
+        return captured[0]
+
+    def hidden(self, batch: Batch, layer: int) -> torch.Tensor:
+        """Policy output of decoder block ``layer`` (B, T, D), with grad."""
+        return self._block_output(self.model, batch, layer)
+
+    def reference_hidden(self, batch: Batch, layer: int) -> torch.Tensor:
+        """Adapter-disabled output of decoder block ``layer`` (B, T, D), without grad."""
+        with self._frozen() as model:
+            return self._block_output(model, batch, layer)
+
     @torch.no_grad()
-    def frozen_logps(self, batch: Batch) -> torch.Tensor:
+    def frozen_logps(self, batch: Batch, prefix: str = "") -> torch.Tensor:
         """Log-probs (B,) of the current model without grad (for caching a full-rank reference)."""
         model = self.unwrapped
         was_training = model.training
         model.eval()
         try:
             with self.accelerator.autocast():
-                return sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"],
-                                         self.cfg.logprob_chunk_size)
+                return sequence_logprobs(model, batch[f"{prefix}input_ids"], batch[f"{prefix}attention_mask"],
+                                         batch[f"{prefix}labels"], self.cfg.logprob_chunk_size)
         finally:
             model.train(was_training)
 
@@ -165,17 +198,15 @@ class Trainer:
         done = 0
         for main, retain in micro_batches:
             main = {k: v.to(device) for k, v in main.items()}
-            ref = self.reference_logps(main) if self.objective.needs_reference else None
             with self.accelerator.autocast():
-                loss, parts = self.objective.main_loss(self.logps(main), response_token_counts(main["labels"]), ref)
+                loss, parts = self.objective.main_loss(self, main)
             done += 1
             self._backward(loss, sync=done == n_back)
             total = loss.item()
             if retain is not None:
                 retain = {k: v.to(device) for k, v in retain.items()}
                 with self.accelerator.autocast():
-                    r_loss, r_parts = self.objective.retain_loss(
-                        self.logps(retain), response_token_counts(retain["labels"]))
+                    r_loss, r_parts = self.objective.retain_loss(self, retain)
                 done += 1
                 self._backward(r_loss, sync=done == n_back)
                 total += r_loss.item()
@@ -200,7 +231,7 @@ class _Data:
     """The main and retain sets, encoded, and the micro-batches of each step for this process."""
 
     def __init__(self, main: EncodedSet, retain: EncodedSet | None, cfg: TrainConfig, rank: int, world: int,
-                 pad_id: int, ref_logps: torch.Tensor | None):
+                 pad_id: int, ref_logps: dict[str, torch.Tensor] | None):
         self.main, self.retain, self.cfg = main, retain, cfg
         self.rank, self.world, self.pad_id = rank, world, pad_id
         self.ref_logps = ref_logps
@@ -212,8 +243,8 @@ class _Data:
             u = ((step - 1) * self.cfg.grad_accum + j) * self.world + self.rank
             b = self.cfg.batch_size
             main = self.main.batch(stream_indices(len(self.main), self.cfg.seed, u * b, b), self.pad_id)
-            if self.ref_logps is not None:
-                main["ref_logps"] = self.ref_logps[main["index"]]
+            for prefix, values in (self.ref_logps or {}).items():
+                main[f"{prefix}ref_logps"] = values[main["index"]]
             retain = None
             if self.retain is not None:
                 rb = self.cfg.retain_batch_size
@@ -252,30 +283,32 @@ def _append_jsonl(path: Path, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def _cached_reference(trainer: Trainer, data: _Data, path: Path, key: dict) -> torch.Tensor:
-    """Reference log-probs (N,) of the main set under the untrained model, computed once and saved.
+def _cached_reference(trainer: Trainer, data: _Data, path: Path, key: dict) -> dict[str, torch.Tensor]:
+    """{prefix: reference log-probs (N,)} of the main set's sequences under the untrained model.
 
-    ``key`` ({"ids", "model"}) is stored beside them; a cache made for other examples or another
-    model is an error.
+    Computed once and saved (as ``<prefix>logps``) with ``key`` ({"ids", "model"}); a cache made
+    for other examples or another model is an error.
     """
+    prefixes = trainer.objective.sequences
     if path.exists():
         saved = torch.load(path, weights_only=True)
-        if saved["key"] != key:
+        if saved["key"] != key or any(f"{p}logps" not in saved for p in prefixes):
             raise InputError(f"{path}: cached reference log-probs are for other examples or another model; "
                              f"use a new out dir or resume=False")
-        return saved["logps"]
-    values = torch.zeros(len(data.main))
+        return {p: saved[f"{p}logps"] for p in prefixes}
+    values = {p: torch.zeros(len(data.main)) for p in prefixes}
     bs = trainer.cfg.batch_size
     with progress() as bar:
         task = bar.add_task("reference log-probs", total=len(data.main))
         for start in range(0, len(data.main), bs):
             idx = list(range(start, min(start + bs, len(data.main))))
             batch = {k: v.to(trainer.accelerator.device) for k, v in data.main.batch(idx, data.pad_id).items()}
-            values[idx] = trainer.frozen_logps(batch).float().cpu()
+            for p in prefixes:
+                values[p][idx] = trainer.frozen_logps(batch, p).float().cpu()
             bar.advance(task, len(idx))
     if trainer.accelerator.is_main_process:
         tmp = path.with_suffix(".tmp")
-        torch.save({"key": key, "logps": values}, tmp)
+        torch.save({"key": key, **{f"{p}logps": v for p, v in values.items()}}, tmp)
         tmp.replace(path)
     return values
 
@@ -287,7 +320,8 @@ def train(model_spec_or_model, forget: list[Example], retain: list[Example] | No
 
     ``model_spec_or_model``: a model spec (hub id, dir, ``embedded:ALIAS``) or a (model,
     tokenizer) pair (LoRA wraps that model in place). ``forget`` is the main set: the forget
-    set for NPO, the finetune set for CE. ``retain`` is used when ``cfg.w2`` > 0.
+    set for NPO, the finetune set for CE, (preferred, rejected) pairs for DPO. ``retain`` is
+    used when ``cfg.w2`` > 0.
     ``diagnostics`` (a ``Diagnostics``) runs at step 0 and at each checkpoint. With ``resume``
     the run continues after the last complete checkpoint in ``out_dir``. ``on_step(step, row)``
     is called after each logged step.
@@ -298,16 +332,18 @@ def train(model_spec_or_model, forget: list[Example], retain: list[Example] | No
     out_dir.mkdir(parents=True, exist_ok=True)
     if not forget:
         raise InputError("the main training set (forget / finetune examples) is empty")
-    objective = Objective.from_config(cfg)
+    objective = objective_for(cfg)
     if objective.uses_retain and not retain:
         raise InputError("w2 > 0 needs a non-empty retain set")
+    if objective.pairs and any(e.rejected is None for e in forget):
+        raise InputError(f"method {cfg.method} trains on pairs: every main example needs a rejected response")
     if not resume:
         _clear(out_dir)
     torch.manual_seed(cfg.seed)
     model, tokenizer = _load(model_spec_or_model)
     model_name = str(getattr(model.config, "_name_or_path", ""))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    main_set = EncodedSet(forget, tokenizer, cfg.max_length, cfg.system_prompt)
+    main_set = EncodedSet(forget, tokenizer, cfg.max_length, cfg.system_prompt, pairs=objective.pairs)
     retain_set = EncodedSet(retain, tokenizer, cfg.max_length, cfg.system_prompt) if objective.uses_retain else None
 
     from accelerate import Accelerator
@@ -345,7 +381,7 @@ def train(model_spec_or_model, forget: list[Example], retain: list[Example] | No
             _append_jsonl(diag_path, row0)
     t0 = time.monotonic()
     with progress() as bar:
-        task = bar.add_task(f"{objective.kind} ({'lora' if trainer.lora else 'full'})", total=steps, completed=start)
+        task = bar.add_task(f"{cfg.method} ({'lora' if trainer.lora else 'full'})", total=steps, completed=start)
         for step in range(start + 1, steps + 1):
             parts = trainer.train_step(data.step_batches(step))
             if acc.num_processes > 1:  # log the mean over processes
@@ -357,7 +393,7 @@ def train(model_spec_or_model, forget: list[Example], retain: list[Example] | No
                 _append_jsonl(log_path, row)
             if on_step:
                 on_step(step, row)
-            bar.update(task, advance=1, description=f"{objective.kind} loss {parts['loss']:.4f}")
+            bar.update(task, advance=1, description=f"{cfg.method} loss {parts['loss']:.4f}")
             if step % cfg.save_every == 0 or step == steps:
                 # diagnostics first: a row whose checkpoint never got written is dropped on resume
                 diag_row = runner.run(trainer.unwrapped, step) if runner else None
