@@ -151,11 +151,12 @@ def write(out: Path | None, name: str, payload: dict) -> None:
     (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
 
 
-def accelerator(mixed_precision: str):
-    """The run's Accelerator (under ``accelerate launch`` it carries the FSDP plugin)."""
+def accelerator(mixed_precision: str, cpu: bool = False):
+    """The run's Accelerator (under ``accelerate launch`` it carries the FSDP plugin); ``cpu`` keeps
+    it on the CPU when ``--device cpu`` is asked for on a machine with a GPU."""
     from accelerate import Accelerator
 
-    return Accelerator(mixed_precision=mixed_precision if torch.cuda.is_available() else "no")
+    return Accelerator(mixed_precision=mixed_precision if torch.cuda.is_available() else "no", cpu=cpu)
 
 
 # ---------------------------------------------------------------- generation
@@ -379,7 +380,7 @@ def train_variant(args, device, acc, variant: str, full: bool) -> dict:
 
 
 def bench_train(args, device, full: bool) -> dict:
-    acc = accelerator(args.mixed_precision)
+    acc = accelerator(args.mixed_precision, cpu=device.type == "cpu")
     rows = []
     for variant in args.variants:
         try:
@@ -549,8 +550,6 @@ def bench_profile(args, device) -> dict:
     """
     import tempfile
 
-    from accelerate import Accelerator
-
     from spillover.concepts.extract import extract_last_token_states
     from spillover.generation.loading import load_backend
     from spillover.generation.static import static_generate
@@ -653,7 +652,7 @@ def bench_profile(args, device) -> dict:
         del backend, model
         reset_memory()
     if "train" in parts:  # NPO and CE steps at two lengths; one checkpoint saved and loaded as the study does
-        acc = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+        acc = accelerator("bf16", cpu=device.type == "cpu")
         seqs = sorted({args.seq // 4, args.seq})
         for full, gc_, method in ((False, True, "npo"), (False, False, "npo"), (False, True, "ce"),
                                   (True, True, "npo"), (True, False, "npo"), (True, True, "ce")):

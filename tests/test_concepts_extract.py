@@ -14,10 +14,10 @@ PROMPTS = ["hello", "what is the capital of France and why is it so large", "rev
 
 
 def single_forward(model, tok, prompt):
-    ids = tok(render_chat(tok, prompt), return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = tok(render_chat(tok, prompt), return_tensors="pt", add_special_tokens=False)["input_ids"].to(model.device)
     with torch.inference_mode():
         out = model(input_ids=ids, output_hidden_states=True)
-    return np.stack([h[0, -1].float().numpy() for h in out.hidden_states])  # (L+1, D)
+    return np.stack([h[0, -1].float().cpu().numpy() for h in out.hidden_states])  # (L+1, D)
 
 
 def test_extraction_shape_padding_and_cache(tiny_model_dir, tmp_path):

@@ -118,8 +118,13 @@ class Trainer:
     def num_layers(self) -> int:
         return len(unwrap(self.model).get_decoder().layers)
 
+    def on_device(self, batch: Batch) -> Batch:
+        """The batch's tensors on the accelerator's device (a no-op for tensors already there)."""
+        return {k: v.to(self.accelerator.device) for k, v in batch.items()}
+
     def logps(self, batch: Batch, prefix: str = "") -> torch.Tensor:
         """Policy summed response log-probs (B,), with grad; ``prefix`` picks the batch's sequence."""
+        batch = self.on_device(batch)
         return sequence_logprobs(self.model, batch[f"{prefix}input_ids"], batch[f"{prefix}attention_mask"],
                                  batch[f"{prefix}labels"], self.cfg.logprob_chunk_size)
 
@@ -138,6 +143,7 @@ class Trainer:
 
     def reference_logps(self, batch: Batch, prefix: str = "") -> torch.Tensor:
         """Reference summed response log-probs (B,): the batch's cached ``ref_logps`` or adapter-off model."""
+        batch = self.on_device(batch)
         if f"{prefix}ref_logps" in batch:
             return batch[f"{prefix}ref_logps"]
         with self._frozen() as model:
@@ -146,6 +152,7 @@ class Trainer:
 
     def _block_output(self, model, batch: Batch, layer: int) -> torch.Tensor:
         blocks = unwrap(model).get_decoder().layers
+        batch = self.on_device(batch)
         if not 0 <= layer < len(blocks):
             raise ValueError(f"layer {layer} out of range: the model has {len(blocks)} decoder blocks")
         captured: list[torch.Tensor] = []
@@ -171,6 +178,7 @@ class Trainer:
     def frozen_logps(self, batch: Batch, prefix: str = "") -> torch.Tensor:
         """Log-probs (B,) of the current model without grad (for caching a full-rank reference)."""
         model = self.unwrapped
+        batch = self.on_device(batch)
         was_training = model.training
         model.eval()
         try:
@@ -192,19 +200,18 @@ class Trainer:
         backward (only one graph alive at a time); gradients are synchronised across processes
         on the last backward only. Returns the mean of each logged loss part and the lr used.
         """
-        device = self.accelerator.device
         sums: dict[str, float] = {}
         n_back = sum(1 + (r is not None) for _, r in micro_batches)
         done = 0
         for main, retain in micro_batches:
-            main = {k: v.to(device) for k, v in main.items()}
+            main = self.on_device(main)
             with self.accelerator.autocast():
                 loss, parts = self.objective.main_loss(self, main)
             done += 1
             self._backward(loss, sync=done == n_back)
             total = loss.item()
             if retain is not None:
-                retain = {k: v.to(device) for k, v in retain.items()}
+                retain = self.on_device(retain)
                 with self.accelerator.autocast():
                     r_loss, r_parts = self.objective.retain_loss(self, retain)
                 done += 1
