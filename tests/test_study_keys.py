@@ -88,6 +88,8 @@ def _offline_hub(monkeypatch, tmp_path):
     ("baseline", {"selection.mmlu_n": 30}),
     ("baseline", {"judges.per_set": {"safety": "rubric:openai:m"}}),
     ("eval", {"models.dtype": "fp32"}),
+    ("eval", {"models.quantize": "int8"}),
+    ("baseline", {"models.quantize": "int8"}),
     ("eval", {"selection.mmlu_n": 30}),
 ])
 def test_a_changed_input_recomputes_the_stage(tmp_path, stage, change):
@@ -162,4 +164,5 @@ def test_response_cache_identity_names_backend_and_dtype(tiny_model_dir):
 
     ids = {load_backend(name, str(tiny_model_dir), device="cpu", dtype=dtype).identity
            for name, dtype in (("hf", "fp32"), ("hf", "bf16"), ("static", "fp32"))}
-    assert len(ids) == 3
+    ids.add(load_backend("hf", str(tiny_model_dir), device="cpu", dtype="fp32", quantize="int8").identity)
+    assert len(ids) == 4

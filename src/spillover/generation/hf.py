@@ -11,11 +11,14 @@ class HFBackend:
     """Generate with a loaded transformers (or peft) model.
 
     Prompts are sorted by token length so each batch pads little; ``generate`` stops a batch as
-    soon as every sequence in it has emitted an end-of-turn token.
+    soon as every sequence in it has emitted an end-of-turn token. ``generator`` (default: ``model``)
+    is the module that decodes, e.g. an int8 copy (``quant.int8_copy``); ``model`` stays the
+    weights the study scores and swaps adapters on.
     """
 
-    def __init__(self, model, tokenizer, identity: str, batch_size: int = 8):
+    def __init__(self, model, tokenizer, identity: str, batch_size: int = 8, generator=None):
         self.model = model
+        self.generator = model if generator is None else generator
         self.tokenizer = tokenizer
         self.identity = identity
         self.batch_size = batch_size
@@ -49,7 +52,7 @@ class HFBackend:
         else:
             torch.manual_seed(decoding.seed)
             kwargs.update(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, top_k=None)
-        out = self.model.generate(**enc, **kwargs)  # (B * n, prompt_len + new)
+        out = self.generator.generate(**enc, **kwargs)  # (B * n, prompt_len + new)
         new = out[:, enc["input_ids"].shape[1]:]
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         n = decoding.n

@@ -6,13 +6,13 @@ BACKENDS = ("hf", "static")
 
 
 def load_backend(name: str, model: str, adapter: str | None = None, device: str = "auto",
-                 dtype: str = "auto", batch_size: int = 8, base_ok: bool = False):
+                 dtype: str = "auto", batch_size: int = 8, base_ok: bool = False, quantize: str = "none"):
     """Return a backend for a model spec and optional peft adapter.
 
     ``hf``: transformers ``generate``; ``static``: a static KV cache with one CUDA graph per decode
     step (llama / mistral / qwen2 architectures; plain eager steps on CPU). The backend's
     identity (the response cache key) names the weights, the backend and the dtype. ``base_ok``:
-    see ``models.load_model``.
+    see ``models.load_model``; ``quantize``: see ``make_backend``.
     """
     if name not in BACKENDS:
         raise ValueError(f"unknown generation backend {name!r}; use one of {', '.join(BACKENDS)}")
@@ -23,15 +23,26 @@ def load_backend(name: str, model: str, adapter: str | None = None, device: str 
         from peft import PeftModel
 
         lm = PeftModel.from_pretrained(lm, adapter).eval()
-    return make_backend(name, lm, tok, model, adapter, batch_size)
+    return make_backend(name, lm, tok, model, adapter, batch_size, quantize)
 
 
-def make_backend(name: str, lm, tok, model: str, adapter: str | None = None, batch_size: int = 8):
-    """Wrap a loaded model (``model`` spec, with ``adapter`` applied) in backend ``name``."""
+def make_backend(name: str, lm, tok, model: str, adapter: str | None = None, batch_size: int = 8,
+                 quantize: str = "none"):
+    """Wrap a loaded model (``model`` spec, with ``adapter`` applied) in backend ``name``.
+
+    ``quantize="int8"`` (``hf`` on CPU): generate with an int8 copy of ``lm`` (``quant.int8_copy``),
+    named ``|int8`` in the identity so its responses never mix with the unquantised model's.
+    """
     from ..models import model_identity
     from .hf import HFBackend
+    from .quant import QUANTIZE, int8_copy
     from .static import StaticBackend
 
-    cls = StaticBackend if name == "static" else HFBackend
+    if quantize not in QUANTIZE:
+        raise ValueError(f"unknown quantize {quantize!r}; use one of {', '.join(QUANTIZE)}")
     identity = f"{model_identity(model, adapter)}|{name}|{str(lm.dtype).removeprefix('torch.')}"
-    return cls(lm, tok, identity, batch_size=batch_size)
+    if quantize == "none":
+        return (StaticBackend if name == "static" else HFBackend)(lm, tok, identity, batch_size=batch_size)
+    if name != "hf":
+        raise ValueError(f"quantize {quantize!r} needs the hf backend, not {name!r}")
+    return HFBackend(lm, tok, f"{identity}|{quantize}", batch_size=batch_size, generator=int8_copy(lm))

@@ -44,6 +44,9 @@ class ModelsConfig(StrictModel):
     device: str = "auto"
     dtype: str = Field("auto", description=f"auto, {', '.join(DTYPES)}")
     backend: Literal["hf", "static"] = Field("hf", description="Generation backend; static = CUDA graphs (GPU).")
+    quantize: Literal["none", "int8"] = Field(
+        "none", description="int8: generate with a dynamic-int8 copy of the Linear layers (hf backend, CPU only; "
+                            "scoring and training keep the loaded weights).")
     batch_size: int = Field(8, ge=1)
 
     @field_validator("dtype")
@@ -52,6 +55,12 @@ class ModelsConfig(StrictModel):
         if v != "auto" and v not in DTYPES:
             raise ValueError(f"unknown dtype {v!r}; use auto, {', '.join(DTYPES)}")
         return v
+
+    @model_validator(mode="after")
+    def _quantize_backend(self):
+        if self.quantize != "none" and self.backend != "hf":
+            raise ValueError(f"quantize {self.quantize!r} needs backend hf, not {self.backend!r}")
+        return self
 
     def labeler_for(self, target: str) -> str:
         """The model that writes the finetune labels of ``target``."""

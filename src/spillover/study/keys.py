@@ -22,9 +22,11 @@ def _ids(records) -> str:
     return stable_hash([r.id for r in records])
 
 
-def _models(study) -> dict:
+def _models(study, generates: bool = True) -> dict:
+    """The model inputs; ``quantize`` (generation only) enters when set, so unquantised keys stay as they were."""
     m = study.cfg.models
-    return {"aligned": model_identity(m.aligned), "dtype": m.dtype, "backend": m.backend}
+    out = {"aligned": model_identity(m.aligned), "dtype": m.dtype, "backend": m.backend}
+    return {**out, "quantize": m.quantize} if generates and m.quantize != "none" else out
 
 
 def _judging(study, sets) -> dict:
@@ -76,4 +78,5 @@ def eval_inputs(study, target: str, variant: str, seed: int) -> dict:
 
 
 def concepts_inputs(study) -> dict:
-    return {"data": study.keys["data"], "models": _models(study), "concepts": _dump(study.cfg.concepts)}
+    return {"data": study.keys["data"], "models": _models(study, generates=False),
+            "concepts": _dump(study.cfg.concepts)}

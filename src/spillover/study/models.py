@@ -17,7 +17,8 @@ class ModelSlot:
     holds, it swaps the adapter in place (peft ``load_adapter`` / ``delete_adapter``) instead of
     reloading the weights: checkpoint validation and evaluation load the aligned model once per
     training run, not once per checkpoint. A full-rank checkpoint directory (which holds its
-    tokenizer) loads like any local model. ``loads`` counts weight loads.
+    tokenizer) loads like any local model. ``loads`` counts weight loads. With ``quantize`` the backend
+    generates with an int8 copy rebuilt after each swap; the weights returned stay unquantised.
     """
 
     def __init__(self, cfg: ModelsConfig):
@@ -39,7 +40,8 @@ class ModelSlot:
             self.release()
             self.loads += 1
             self.backend = load_backend(self.cfg.backend, want[0], adapter=adapter, device=self.cfg.device,
-                                        dtype=self.cfg.dtype, batch_size=self.cfg.batch_size, base_ok=base_ok)
+                                        dtype=self.cfg.dtype, batch_size=self.cfg.batch_size, base_ok=base_ok,
+                                        quantize=self.cfg.quantize)
             self.loaded = want
         return self.backend.model, self.backend.tokenizer, self.backend
 
@@ -57,7 +59,7 @@ class ModelSlot:
         else:
             lm = PeftModel.from_pretrained(lm, adapter, adapter_name=name)
         self.backend = make_backend(self.cfg.backend, lm.eval(), self.backend.tokenizer, model_spec, adapter,
-                                    self.cfg.batch_size)
+                                    self.cfg.batch_size, self.cfg.quantize)
         self.loaded = (model_spec, adapter)
 
     def release(self) -> None:
