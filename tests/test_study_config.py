@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from pathlib import Path
 import typing
 
 import pytest
@@ -101,3 +102,15 @@ def test_variant_targets_restrict_a_variant_and_are_checked_at_load(tmp_path):
         path.write_text(f"name: x\ntargets: [safety]\nvariants: [unlearn, aug_unlearn]\nvariant_targets: {bad}\n")
         with pytest.raises(InputError, match=field):
             load_yaml_config(StudyConfig, path)
+
+
+def test_a_dumped_config_reloads_but_a_study_wide_method_is_refused(tmp_path):
+    import yaml
+
+    cfg = load_yaml_config(StudyConfig, Path(__file__).resolve().parents[1] / "configs" / "quick-cpu.yaml").model_dump(mode="json")
+    (tmp_path / "dumped.yaml").write_text(yaml.safe_dump(cfg))
+    assert load_yaml_config(StudyConfig, tmp_path / "dumped.yaml").training.method == "npo"
+    cfg["training"]["method"] = "ce"
+    (tmp_path / "ce.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(InputError, match="training.method: each variant sets its method"):
+        load_yaml_config(StudyConfig, tmp_path / "ce.yaml")

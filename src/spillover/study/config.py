@@ -234,7 +234,8 @@ class StudyConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_method(self) -> "StudyConfig":
-        if "method" in self.training.model_fields_set:
+        """A method named in ``training`` is refused, except the default that a dumped config carries."""
+        if self.training.method != type(self.training).model_fields["method"].default:
             raise ValueError("training.method: each variant sets its method (spillover.variants.VARIANT_TABLE); "
                              "method arguments go in training.method_args.<method>")
         return self
