@@ -40,6 +40,35 @@ def timed_generation(cfg: StudyConfig, prompts: list[str], batch: int, dtype: st
     return [o[0] for o in outs], seconds, tokens
 
 
+def study_prompts(cfg: StudyConfig, n: int) -> list:
+    """(set, record) pairs: the first ``n`` test prompts of each evaluation set."""
+    suite = build_suite(cfg.data)
+    return [(s, r) for s in cfg.evaluation.sets for r in suite.get(s, "test")[:n]]
+
+
+def refusal_labels(cfg: StudyConfig, flat: list, texts: dict[str, list[str]]) -> dict[str, list[bool]]:
+    """Refusal flag of each response under the primary judge, per named run."""
+    pool = JudgePool(JsonlCache(None))
+    labels = {}
+    for name, run in texts.items():
+        rows = [{"prompt": r.prompt, "response": t, "set": s, "meta": r.meta} for (s, r), t in zip(flat, run)]
+        labels[name] = [refusal_flag(v.label) for v in pool.judge(cfg.judges.primary, rows)]
+    return labels
+
+
+def per_set_agreement(cfg: StudyConfig, flat: list, ref: tuple[list[str], list[bool]],
+                      new: tuple[list[str], list[bool]]) -> dict[str, dict]:
+    """Per evaluation set: n, equal labels, identical texts and refusals of (texts, labels) ``ref`` and ``new``."""
+    per_set = {}
+    for s in cfg.evaluation.sets:
+        idx = [i for i, (name, _) in enumerate(flat) if name == s]
+        per_set[s] = {"n": len(idx), "same_label": sum(ref[1][i] == new[1][i] for i in idx),
+                      "same_text": sum(ref[0][i] == new[0][i] for i in idx),
+                      "refusals_ref": sum(bool(ref[1][i]) for i in idx),
+                      "refusals_new": sum(bool(new[1][i]) for i in idx)}
+    return per_set
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/standard-cpu.yaml")
@@ -51,23 +80,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     cfg = load_yaml_config(StudyConfig, args.config)
-    suite = build_suite(cfg.data)
-    flat = [(s, r) for s in cfg.evaluation.sets for r in suite.get(s, "test")[:args.n]]
+    flat = study_prompts(cfg, args.n)
     prompts = [r.prompt for _, r in flat]
     ref, ref_s, ref_tok = timed_generation(cfg, prompts, args.ref_batch, args.ref_dtype)
     new, new_s, new_tok = timed_generation(cfg, prompts, args.batch, args.dtype)
-    pool = JudgePool(JsonlCache(None))
-    labels = {}
-    for name, texts in (("ref", ref), ("new", new)):
-        rows = [{"prompt": r.prompt, "response": t, "set": s, "meta": r.meta} for (s, r), t in zip(flat, texts)]
-        labels[name] = [refusal_flag(v.label) for v in pool.judge(cfg.judges.primary, rows)]
-    per_set = {}
-    for s in cfg.evaluation.sets:
-        idx = [i for i, (name, _) in enumerate(flat) if name == s]
-        per_set[s] = {"n": len(idx), "same_label": sum(labels["ref"][i] == labels["new"][i] for i in idx),
-                      "same_text": sum(ref[i] == new[i] for i in idx),
-                      "refusals_ref": sum(bool(labels["ref"][i]) for i in idx),
-                      "refusals_new": sum(bool(labels["new"][i]) for i in idx)}
+    labels = refusal_labels(cfg, flat, {"ref": ref, "new": new})
+    per_set = per_set_agreement(cfg, flat, (ref, labels["ref"]), (new, labels["new"]))
     same = sum(v["same_label"] for v in per_set.values())
     result = {
         "command": "bench/cpu_batch_agreement.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),

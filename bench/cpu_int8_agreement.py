@@ -22,15 +22,14 @@ from pathlib import Path
 
 import torch
 
-from spillover.cache import JsonlCache
 from spillover.config import load_yaml_config
-from spillover.data.suite import build_suite
-from spillover.evaluation import JudgePool, refusal_flag
 from spillover.generation import generate_responses
 from spillover.generation.hf import HFBackend
 from spillover.generation.loading import load_backend
 from spillover.generation.quant import int8_copy
 from spillover.study import StudyConfig
+
+from cpu_batch_agreement import per_set_agreement, refusal_labels, study_prompts  # bench/, beside this file
 
 
 def timed(backend, prompts: list[str], cfg: StudyConfig, batch: int, label: str) -> dict:
@@ -46,13 +45,7 @@ def timed(backend, prompts: list[str], cfg: StudyConfig, batch: int, label: str)
 
 def compare(flat, cfg: StudyConfig, ref: dict, new: dict, labels: dict) -> dict:
     """Per-set and overall agreement of candidate ``new`` with ``ref``, and the flipped rows."""
-    per_set = {}
-    for s in cfg.evaluation.sets:
-        idx = [i for i, (name, _) in enumerate(flat) if name == s]
-        per_set[s] = {"n": len(idx), "same_label": sum(labels["ref"][i] == labels[new["name"]][i] for i in idx),
-                      "same_text": sum(ref["texts"][i] == new["texts"][i] for i in idx),
-                      "refusals_ref": sum(bool(labels["ref"][i]) for i in idx),
-                      "refusals_new": sum(bool(labels[new["name"]][i]) for i in idx)}
+    per_set = per_set_agreement(cfg, flat, (ref["texts"], labels["ref"]), (new["texts"], labels[new["name"]]))
     n = len(flat)
     flips = [{"set": s, "id": r.id, "ref_refusal": labels["ref"][i], "new_refusal": labels[new["name"]][i]}
              for i, (s, r) in enumerate(flat) if labels["ref"][i] != labels[new["name"]][i]]
@@ -76,8 +69,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     cfg = load_yaml_config(StudyConfig, args.config)
-    suite = build_suite(cfg.data)
-    flat = [(s, r) for s in cfg.evaluation.sets for r in suite.get(s, "test")[:args.n]]
+    flat = study_prompts(cfg, args.n)
     prompts = [r.prompt for _, r in flat]
     backend = load_backend("hf", cfg.models.aligned, dtype="float32", batch_size=args.batch)
     runs = {"ref": timed(backend, prompts, cfg, args.batch, "fp32")}
@@ -91,11 +83,7 @@ def main() -> None:
         runs[name] = {**timed(cand, prompts, cfg, args.batch, name), "name": name, "fp32_modules": list(fp32),
                       "quantize_seconds": quant_s}
         del cand, gen
-    pool = JudgePool(JsonlCache(None))
-    labels = {}
-    for name, run in runs.items():
-        rows = [{"prompt": r.prompt, "response": t, "set": s, "meta": r.meta} for (s, r), t in zip(flat, run["texts"])]
-        labels[name] = [refusal_flag(v.label) for v in pool.judge(cfg.judges.primary, rows)]
+    labels = refusal_labels(cfg, flat, {name: run["texts"] for name, run in runs.items()})
     ref = runs["ref"]
     result = {
         "command": "bench/cpu_int8_agreement.py " + " ".join(
