@@ -275,7 +275,7 @@ def test_shipped_adapter_matches_its_card_and_beats_keyword_on_every_held_out_mo
     for model in XSTEST_MODELS:
         idx = [i for i, it in enumerate(items) if it.group == model]
         keyword = metrics([SAFE if items[i].gold else UNSAFE for i in idx], [outcome(labels[i].label) for i in idx])
-        assert card["leave_one_model_out_with_phrase_rules"][model]["kappa"] >= keyword.kappa, model
+        assert card["leave_one_model_out"][model]["kappa"] >= keyword.kappa, model
 
 
 @pytest.mark.slow
@@ -311,4 +311,4 @@ def test_adapter_build_is_deterministic_and_its_folds_judge_the_held_out_models(
     for model in XSTEST_MODELS:
         idx = [i for i, it in enumerate(items) if it.group == model]
         acc = np.mean([(cv[i].label == REFUSAL) == items[i].gold for i in idx])
-        assert round(acc, 4) == first.card["leave_one_model_out"][model]["accuracy"], model
+        assert round(acc, 4) == first.card["classifier_alone_leave_one_model_out"][model]["accuracy"], model

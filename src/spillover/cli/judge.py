@@ -198,4 +198,4 @@ def build_adapter_cmd(
     path = build_refusal_adapter(DataStore(data_dir), out)
     card = Adapter.load(path).card
     typer.echo(f"{path}  sha256 {card['sha256']}  leave-one-model-out mean kappa "
-               f"{card['leave_one_model_out_mean_kappa']} (with phrase rules {card['leave_one_model_out_with_phrase_rules_mean_kappa']})")
+               f"{card['leave_one_model_out_mean_kappa']} (classifier alone {card['classifier_alone_leave_one_model_out_mean_kappa']})")

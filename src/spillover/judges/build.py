@@ -10,7 +10,7 @@ adapters (``spillover judge build-adapter``) from the dataset mirror.
 - ``refusal-xstest-lora``: low-rank adapters and a head on MiniLM (``finetuned.py``), trained
   on the 1,800 XSTest v2 (prompt, response) pairs; beside it ``refusal-xstest-lora-folds.npz``,
   the four adapters each trained with one answering model left out, whose held-out agreement
-  the card holds (alone, and with the default judge's phrase rules).
+  the card holds (as the default judge routes XSTest rows, and the classifier alone).
 
 Probe fitting is deterministic (lbfgs, no sampling); adapter training is seeded (same CPU kind
 and thread count, same bytes). Each card records the data files' sha256s, the encoder's weights
@@ -141,13 +141,37 @@ def build_probes(store: DataStore, out: Path | None = None) -> list[Path]:
 
 
 def _fold_metrics(gold: np.ndarray, refusal: np.ndarray, groups: list[str]) -> dict:
-    """Per group {n, kappa, accuracy} of 0/1 refusal predictions, and their mean kappa."""
+    """Per group {n, kappa, accuracy} of 0/1 refusal predictions, their mean kappa and the pooled figures."""
     folds = {}
     for model in XSTEST_MODELS:
         idx = [i for i, g in enumerate(groups) if g == model]
         m = metrics([SAFE if gold[i] else UNSAFE for i in idx], [SAFE if refusal[i] else UNSAFE for i in idx])
         folds[model] = {"n": m.n, "kappa": round(m.kappa, 4), "accuracy": round(m.accuracy, 4)}
-    return {"folds": folds, "mean_kappa": round(float(np.mean([f["kappa"] for f in folds.values()])), 4)}
+    pooled = metrics([SAFE if g else UNSAFE for g in gold], [SAFE if r else UNSAFE for r in refusal])
+    return {"folds": folds, "mean_kappa": round(float(np.mean([f["kappa"] for f in folds.values()])), 4),
+            "pooled": {"kappa": round(pooled.kappa, 4), "accuracy": round(pooled.accuracy, 4),
+                       "kappa_95ci": [round(pooled.kappa_low, 4), round(pooled.kappa_high, 4)]}}
+
+
+def held_out_metrics(model: PairModel, folds: dict, items: list, groups: list[str], gold: np.ndarray) -> dict:
+    """Card entries for fold adapters judging their held-out groups: ``leave_one_model_out*`` as
+    the default judge routes XSTest rows (classifier, then declining phrases and code-style
+    denials), ``classifier_alone_leave_one_model_out*`` without the phrase rules."""
+    from .default import code_style_denial, declining_phrase
+
+    prob = np.zeros(len(items))
+    for group, adapter in folds.items():
+        held = np.array([g == group for g in groups])
+        model.apply(adapter)
+        prob[held] = model.prob([items[i] for i in np.flatnonzero(held)])
+    alone = (prob >= 0.5) | np.array([not it.response.strip() for it in items])
+    rules = alone | np.array([bool(declining_phrase(it.response) or code_style_denial(it.response)) for it in items])
+    out = {}
+    for prefix, pred in (("", rules), ("classifier_alone_", alone)):
+        m = _fold_metrics(gold, pred, groups)
+        out |= {f"{prefix}leave_one_model_out": m["folds"], f"{prefix}leave_one_model_out_mean_kappa": m["mean_kappa"],
+                f"{prefix}leave_one_model_out_pooled": m["pooled"]}
+    return out
 
 
 def build_refusal_adapter(store: DataStore, out: Path | None = None, limit: int | None = None,
@@ -155,8 +179,6 @@ def build_refusal_adapter(store: DataStore, out: Path | None = None, limit: int 
     """Train the four leave-one-model-out adapters and the shipped one (all responses) on XSTest
     v2; write ``refusal-xstest-lora.npz`` / ``.json`` and ``refusal-xstest-lora-folds.npz`` into
     ``out`` (the package by default). ``limit`` keeps each model's first responses (tests)."""
-    from .default import code_style_denial, declining_phrase
-
     started = time.perf_counter()
     out = out or artifacts_dir()
     items = xstest_completions(store)
@@ -166,20 +188,15 @@ def build_refusal_adapter(store: DataStore, out: Path | None = None, limit: int 
     gold = np.array([it.gold for it in items], dtype=int)
     model = PairModel()
     states = model.bottom_states(model.tokenize(judge_items))
-    folds, prob = {}, np.zeros(len(items))
+    folds = {}
     for group in XSTEST_MODELS:
-        held = np.array([g == group for g in groups])
-        train = np.flatnonzero(~held)
+        train = np.array([i for i, g in enumerate(groups) if g != group])
         folds[group] = train_adapter(model, [states[i] for i in train], gold[train], f"fold-{group}", epochs)
-        model.apply(folds[group])
-        prob[held] = model.prob([judge_items[i] for i in np.flatnonzero(held)])
     adapter = train_adapter(model, states, gold, "refusal-xstest-lora", epochs)
-    alone = (prob >= 0.5) | np.array([not it.response.strip() for it in judge_items])
-    rules = alone | np.array([bool(declining_phrase(it.response) or code_style_denial(it.response)) for it in judge_items])
+    held_out = held_out_metrics(model, folds, judge_items, groups, gold)
     out.mkdir(parents=True, exist_ok=True)
     folds_path = out / f"{adapter.name}-folds.npz"
     save_folds(folds_path, folds)
-    lomo, with_rules = _fold_metrics(gold, alone, groups), _fold_metrics(gold, rules, groups)
     adapter.card = {
         "name": adapter.name, "kind": "refusal", "set": XSTEST_SET, "n": len(items), "positives": int(gold.sum()),
         "input": {"pair": "(prompt, response)", "prompt_tokens": PROMPT_TOKENS, "max_tokens": MAX_TOKENS},
@@ -190,9 +207,7 @@ def build_refusal_adapter(store: DataStore, out: Path | None = None, limit: int 
         "data_sha256": {f: store.sha256(f) for f in _xstest_files()}, **_encoder_card(model), "versions": _versions(),
         "items_sha256": items_sha256(judge_items, groups, list(gold)),
         "folds_file": folds_path.name, "folds_sha256": sha256_file(folds_path),
-        "leave_one_model_out": lomo["folds"], "leave_one_model_out_mean_kappa": lomo["mean_kappa"],
-        "leave_one_model_out_with_phrase_rules": with_rules["folds"],
-        "leave_one_model_out_with_phrase_rules_mean_kappa": with_rules["mean_kappa"],
+        **held_out,
     }
     path = out / f"{adapter.name}.npz"
     adapter.save(path)
