@@ -153,7 +153,7 @@ def test_study_with_the_default_judge_reports_its_calibration(refusing_model_dir
                                                                          "audit_sample": 6})})
     root = Study(cfg, data_dir).run()
     rows = [json.loads(line) for line in (root / "baseline" / "responses.jsonl").read_text().splitlines()]
-    assert all(r["judge"].startswith(("probe-", "default-v3", "bbq-")) for r in rows)
+    assert all(r["judge"].startswith(("lora-", "probe-", "default-v4", "bbq-")) for r in rows)
     # "I'm sorry, but I can't help..." is what the refusing model says: a refusal
     assert sum(r["label"] == "refusal" for r in rows if "sorry" in r["response"].lower()) == \
         sum("sorry" in r["response"].lower() for r in rows) > 0
