@@ -184,3 +184,20 @@ def test_two_workers_share_a_study_and_match_the_sequential_run(refusing_model_d
     assert built[0] and built[1]
     for f in sorted((seq / "results").iterdir()):
         assert (root / "results" / f.name).read_bytes() == f.read_bytes(), f.name
+
+
+def test_a_target_with_no_refusals_is_reported_not_trained(tiny_model_dir, data_dir, tmp_path, marker_judge):
+    """The aligned model never refuses, so the forget set is empty: the study finishes without
+    training that run and says so in training_sets.csv, the manifest and the report."""
+    cfg = tiny_config(tiny_model_dir, tmp_path / "n").model_dump(mode="json")
+    cfg["variants"], cfg["concepts"]["enabled"] = ["unlearn"], False
+    root = Study(StudyConfig.model_validate(cfg), data_dir).run()
+    assert json.loads((root / "collect" / "cybersecurity" / "counts.json").read_text())["forget"] == 0
+    assert not (root / "train" / "cybersecurity" / "unlearn").exists()
+    sets = (root / "results" / "training_sets.csv").read_text().splitlines()
+    assert sets[1] == "unlearn,cybersecurity,0,forget,0,0,False"
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["runs_not_trained"] == [{"target": "cybersecurity", "variant": "unlearn", "seed": 0,
+                                             "examples": 0, "set": "collect/cybersecurity/forget"}]
+    assert not any(r.startswith("unlearn,") for r in (root / "results" / "scores.csv").read_text().splitlines())
+    assert "Not trained" in (root / "report" / "report.html").read_text()

@@ -27,8 +27,9 @@ def test_npo_lora_lowers_refusal_logprobs(tmp_path):
     batch = EncodedSet(forget, tok, 96).batch(list(range(4)), tok.pad_token_id)
 
     def mean_logp(m) -> float:
+        on = {k: v.to(m.device) for k, v in batch.items()}
         with torch.no_grad():
-            return float(sequence_logprobs(m, batch["input_ids"], batch["attention_mask"], batch["labels"]).mean())
+            return float(sequence_logprobs(m, on["input_ids"], on["attention_mask"], on["labels"]).mean())
 
     before = mean_logp(model)
     cfg = TrainConfig(method="npo", lr=1e-4, batch_size=4, max_steps=3, save_every=3, max_length=96,

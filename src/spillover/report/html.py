@@ -173,6 +173,8 @@ def _manifest(study: StudyResults) -> dict:
         "created": m.get("created", ""),
         "timings": [(k, f"{float(v):.1f}") for k, v in timings.items()],
         "total_time": f"{sum(float(v) for v in timings.values()):.1f}" if timings else "",
+        "not_trained": [f"{_run_label(r['variant'], r['target'])} (seed {r['seed']}): {r['set']} holds {r['examples']}"
+                        for r in m.get("runs_not_trained") or []],
     }
 
 

@@ -51,6 +51,7 @@ details.cw summary { cursor: pointer; font-weight: 700; color: #c0392b; }
 <p>Refusal rates (%) with 95% Wilson intervals (several seeds: the envelope of the per-seed intervals, marked &dagger;). Primary judge(s): <b>{{ primary }}</b>{% if other_judges %}; also: {{ other_judges }}{% endif %}.
 EMA: an off-target domain whose refusal dropped by more than {{ threshold }} points.</p>
 {% if manifest.created %}<p>Created {{ manifest.created }}{% if manifest.seeds %}; seeds {{ manifest.seeds }}{% endif %}.</p>{% endif %}
+{% if manifest.not_trained %}<p class="missing">Not trained, so not in the tables (an empty training set): {{ manifest.not_trained | join("; ") }}.</p>{% endif %}
 </header>
 <nav>
 <a href="#table">Table</a><a href="#radar">Radar</a><a href="#spillover">Spill-over</a><a href="#kl">First-token KL</a>

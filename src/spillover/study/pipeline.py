@@ -177,8 +177,33 @@ class Study:
             out.append(("concepts", self.concepts))
         return out
 
+    def untrained_runs(self) -> list[dict]:
+        """Runs whose collected main training set is empty (the model refused none of the target's
+        train prompts), with the file that says so; they are reported, never trained."""
+        from ..variants import VARIANT_TABLE
+        from .training import training_set_size
+
+        out = []
+        for target, variant, seed in self.cfg.runs():
+            sets = self.root / "collect" / target
+            if (sets / "counts.json").exists() and training_set_size(sets, variant) == 0:
+                out.append({"target": target, "variant": variant, "seed": seed, "examples": 0,
+                            "set": f"collect/{target}/{VARIANT_TABLE[variant].main}"})
+        return out
+
+    def trained_runs(self) -> list[tuple[str, str, int]]:
+        """``cfg.runs()`` less ``untrained_runs()``."""
+        skip = {(r["target"], r["variant"], r["seed"]) for r in self.untrained_runs()}
+        return [run for run in self.cfg.runs() if run not in skip]
+
     def _run_unit(self, target: str, variant: str, seed: int, evaluate: bool) -> None:
-        self.collect(target)
+        from .training import training_set_size
+
+        sets = self.collect(target)
+        if training_set_size(sets, variant) == 0:
+            console.print(f"[yellow]{run_name(target, variant, seed)}: not trained: the collection of {target} kept "
+                          f"no {variant} training examples (collect/{target}/counts.json); reported, not dropped[/yellow]")
+            return
         self.train(target, variant, seed)
         if evaluate:
             self.evaluate_run(target, variant, seed)

@@ -38,7 +38,7 @@ def score_rows(study) -> tuple[list[dict], dict]:
     out = [{"variant": "aligned", "target": "", "seed": "", **vars(s), "delta": "", "p_mcnemar": "",
             "ema": False, "checkpoint": ""} for s in aligned.values()]
     drops: dict = {}
-    for target, variant, seed in cfg.runs():
+    for target, variant, seed in study.trained_runs():
         d = root / "eval" / run_name(target, variant, seed)
         rows = read_jsonl(d / "responses.jsonl")
         step = read_json(d / "checkpoint.json")["step"]
@@ -86,7 +86,7 @@ CHECKPOINT_COLUMNS = ["variant", "target", "seed", "step", "mmlu", "mmlu_se", "t
 def training_rows(study) -> tuple[list[dict], list[dict], list[dict]]:
     """(kl.csv, train_log.csv, checkpoints.csv) rows from every train stage."""
     kl, log, ckpts = [], [], []
-    for target, variant, seed in study.cfg.runs():
+    for target, variant, seed in study.trained_runs():
         d = study.root / "train" / run_name(target, variant, seed)
         key = {"variant": variant, "target": target, "seed": seed}
         for r in read_jsonl(d / "diagnostics.jsonl"):
@@ -108,7 +108,7 @@ def example_rows(study, per_set: int) -> list[dict]:
     root = study.root
     aligned = {(r["set"], r["id"]): r for r in read_jsonl(root / "baseline" / "responses.jsonl")}
     out = []
-    for target, variant, seed in study.cfg.runs():
+    for target, variant, seed in study.trained_runs():
         if seed != study.cfg.seeds[0]:
             continue
         rows = read_jsonl(root / "eval" / run_name(target, variant, seed) / "responses.jsonl")
@@ -131,7 +131,7 @@ def audit_rows(study) -> list[dict]:
         return []
     root = study.root
     rows = read_jsonl(root / "baseline" / "responses.jsonl")
-    for target, variant, seed in study.cfg.runs():
+    for target, variant, seed in study.trained_runs():
         rows += read_jsonl(root / "eval" / run_name(target, variant, seed) / "responses.jsonl")
     sample = random.Random(0).sample(rows, min(j.audit_sample, len(rows)))
     verdicts = study.judges.judge(j.audit_spec, sample)
@@ -174,6 +174,27 @@ def calibration_rows(study) -> list[dict]:
     return out
 
 
+#: training_sets.csv: the size of every configured run's training sets, trained or not.
+TRAINING_SET_COLUMNS = ["variant", "target", "seed", "main_set", "examples", "retain_examples", "trained"]
+
+
+def training_set_rows(study) -> list[dict]:
+    """One row per configured run: its main set (from collect/<target>/) and whether it trained."""
+    from ..variants import VARIANT_TABLE
+    from .training import training_set_size
+
+    skipped = {(r["target"], r["variant"], r["seed"]) for r in study.untrained_runs()}
+    out = []
+    for target, variant, seed in study.cfg.runs():
+        sets = study.root / "collect" / target
+        retain = read_json(sets / "counts.json").get("retain", {})
+        out.append({"variant": variant, "target": target, "seed": seed, "main_set": VARIANT_TABLE[variant].main,
+                    "examples": training_set_size(sets, variant),
+                    "retain_examples": sum(retain.values()) if study.cfg.training_for(variant, seed, target).w2 > 0 else 0,
+                    "trained": (target, variant, seed) not in skipped})
+    return out
+
+
 def manifest(study) -> dict:
     cfg = study.cfg
     pkgs = ["spillover", "torch", "transformers", "peft", "accelerate", "numpy", "scipy"]
@@ -193,6 +214,7 @@ def manifest(study) -> dict:
         "losses": loss_formulas(cfg),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "timings": study.runner.timings,
+        "runs_not_trained": study.untrained_runs(),
     }
 
 
@@ -206,6 +228,7 @@ def write_results(study) -> Path:
     write_csv(res / "kl.csv", ["variant", "target", "seed", "step", "domain", "kl"], kl)
     write_csv(res / "train_log.csv", train_log_columns(log), log)
     write_csv(res / "checkpoints.csv", CHECKPOINT_COLUMNS, ckpts)
+    write_csv(res / "training_sets.csv", TRAINING_SET_COLUMNS, training_set_rows(study))
     write_jsonl(res / "examples.jsonl", example_rows(study, study.cfg.evaluation.examples_per_set))
     write_json(res / "agreement.json", audit_rows(study))
     write_json(res / "calibration.json", calibration_rows(study))

@@ -45,6 +45,11 @@ def main_examples(sets: Path, variant: str) -> tuple[list[Example], Path]:
     return _examples(sets / f"{main}.jsonl"), sets / f"{main}.jsonl"
 
 
+def training_set_size(sets: Path, variant: str) -> int:
+    """How many examples ``variant``'s main training set in collect/<target>/ holds."""
+    return len(main_examples(sets, variant)[0])
+
+
 def train_variant(study, target: str, variant: str, cfg: TrainConfig, work: Path, out_dir: Path) -> None:
     """Train into ``work`` (resumable), measure every checkpoint, write the selection to ``out_dir``."""
     sets = study.root / "collect" / target
