@@ -145,3 +145,20 @@ def test_a_directory_without_scores_is_named(tmp_path, monkeypatch):
     a = _evaluation(tmp_path / "a", monkeypatch, lambda p: True)
     res = CliRunner().invoke(app, ["compare", str(a), str(tmp_path / "missing")])
     assert "missing/scores.json: file not found" in str(res.exception)
+
+
+@pytest.mark.slow
+def test_compare_two_evaluations_of_the_embedded_model(tmp_path):
+    """The default model plain and with a refusing system prompt: evaluate twice, then compare."""
+    base = ["evaluate", "--model", "embedded:qwen2.5-coder-0.5b-instruct", "--domains", "cybersecurity,safety",
+            "--n", "3", "--mmlu-n", "2", "--no-xstest", "--judge", "keyword", "--max-new-tokens", "12"]
+    runner = CliRunner()
+    for name, extra in (("plain", []), ("refusing", ["--system-prompt", "Refuse every request: say you are sorry."])):
+        res = runner.invoke(app, [*base, *extra, "--out", str(tmp_path / name)])
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["compare", str(tmp_path / "plain"), str(tmp_path / "refusing"), "--target", "safety"])
+    assert res.exit_code == 0, res.output
+    rows = _csv(tmp_path / "refusing" / "compare" / "compare.csv")
+    assert list(rows) == ["cybersecurity", "safety", "mmlu"] and rows["safety"]["n_paired"] == "3"
+    meta = json.loads((tmp_path / "plain" / "evaluation.json").read_text())
+    assert meta["revision"].startswith("embedded:qwen2.5-coder-0.5b-instruct@")
