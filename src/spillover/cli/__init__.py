@@ -23,6 +23,7 @@ def _root() -> None:
 from . import generate  # noqa: E402,F401  (registers commands)
 from . import concepts  # noqa: E402,F401
 from . import report  # noqa: E402,F401
+from . import compare  # noqa: E402,F401
 from . import data  # noqa: E402,F401
 from . import train  # noqa: E402,F401  (registers unlearn, finetune)
 from . import judge  # noqa: E402,F401

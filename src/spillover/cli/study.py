@@ -96,7 +96,8 @@ def study(
 def evaluate(
     model: str = typer.Option(..., help="Hub id, local directory or embedded:ALIAS."),
     out: Path = typer.Option(..., help="Output directory (responses.jsonl, scores.json, scores.csv)."),
-    adapter: str | None = typer.Option(None, help="peft adapter (or training checkpoint) directory."),
+    adapter: list[str] = typer.Option([], help="peft adapter (or training checkpoint) directory; repeat it to "
+                                              "evaluate several on one base, loaded once (outputs in OUT/<name>)."),
     checkpoint: str | None = typer.Option(None, help="Full-weights checkpoint directory."),
     domains: str = typer.Option("all", help="'all' or a comma-separated list of domains."),
     n: int | None = typer.Option(None, help="Prompts per set (first n of the seeded test split)."),
@@ -108,15 +109,20 @@ def evaluate(
     max_new_tokens: int = typer.Option(256),
     batch_size: int = typer.Option(8),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint for rubric:openai judges."),
+    api_key_env: str | None = typer.Option(None, help="Environment variable holding the API judges' key."),
+    backend: str = typer.Option("hf", help="Generation backend: hf, or static (CUDA graphs; GPU)."),
+    system_prompt: str | None = typer.Option(None, help="System turn put before every prompt."),
+    mmlu_method: str = typer.Option("letter", help="MMLU scoring: letter or cloze (spillover.mmlu)."),
     data_dir: Path | None = typer.Option(None, envvar="SPILLOVER_DATA_DIR"),
 ) -> None:
     """Refusal rates (95% Wilson intervals) on every domain, XSTest over-refusal and MMLU accuracy."""
     from ..study.standalone import run_evaluate
 
-    run_evaluate(model=model, out=out, adapter=adapter or None, checkpoint=checkpoint, domains=domains,
+    run_evaluate(model=model, out=out, adapters=[a for a in adapter if a], checkpoint=checkpoint, domains=domains,
                  n=n, mmlu_n=mmlu_n, xstest=not no_xstest, judge=judge, bias_judge=bias_judge,
                  baseline=baseline, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                 base_url=base_url, data_dir=data_dir)
+                 base_url=base_url, data_dir=data_dir, backend=backend, system_prompt=system_prompt,
+                 api_key_env=api_key_env, mmlu_method=mmlu_method)
 
 
 @app.command()

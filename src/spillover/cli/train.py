@@ -108,6 +108,8 @@ _CONFIG = typer.Option(None, help="A YAML TrainConfig preset; command-line optio
 _RETAIN = typer.Option(None, help="Retain set JSONL {id, prompt, response} (used when w2 > 0).")
 _KL = typer.Option(None, help="JSONL {domain, prompt}: held-out prompts for first-token KL per domain.")
 _MMLU = typer.Option(None, help="JSONL {prompt, choices, answer, subject}: MMLU questions per checkpoint.")
+_LOG_WITH = typer.Option([], help="Also log the metrics to this tracker (repeatable): tensorboard (event files "
+                                    "in --out/tensorboard) or wandb (offline unless WANDB_MODE is set).")
 _STUDY_CONFIG = typer.Option(None, help="Study YAML for collection, judging and selection; required without "
                                          "--forget (e.g. configs/quick-cpu.yaml).")
 _DATA_DIR = typer.Option(None, envvar="SPILLOVER_DATA_DIR", help="Dataset mirror (without --forget).")
@@ -135,6 +137,7 @@ def unlearn(
     seed: int | None = typer.Option(None), max_length: int | None = typer.Option(None),
     kl_prompts: Path | None = _KL, mmlu: Path | None = _MMLU,
     resume: bool = typer.Option(True, help="Continue from the last checkpoint in --out."),
+    log_with: list[str] = _LOG_WITH,
     study_config: Path | None = _STUDY_CONFIG, data_dir: Path | None = _DATA_DIR,
 ) -> None:
     """Refusal unlearning with --method (NPO by default; plus w2 x the retain term: augmented unlearning).
@@ -160,12 +163,13 @@ def unlearn(
         single_run(study_config, model, target, _variant(method, w2), out, data_dir,
                    {**_method_overrides(method, w1, beta, arg), "w2": w2, "lora.r": lora_r, "full": full, "lr": lr,
                     "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum,
-                    "save_every": save_every, "seed": seed, "max_length": max_length})
+                    "save_every": save_every, "seed": seed, "max_length": max_length, "log_with": log_with or None})
         return
     _run("unlearn", method, model, target, forget, retain, out, config,
          {**_method_overrides(method, w1, beta, arg), "w2": w2, "lora.r": lora_r, "full": full, "lr": lr,
           "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum,
-          "save_every": save_every, "seed": seed, "max_length": max_length}, kl_prompts, mmlu, resume)
+          "save_every": save_every, "seed": seed, "max_length": max_length, "log_with": log_with or None},
+         kl_prompts, mmlu, resume)
 
 
 def _variant(method: str, w2: float | None) -> str:
@@ -195,9 +199,10 @@ def finetune(
     seed: int | None = typer.Option(None), max_length: int | None = typer.Option(None),
     kl_prompts: Path | None = _KL, mmlu: Path | None = _MMLU,
     resume: bool = typer.Option(True, help="Continue from the last checkpoint in --out."),
+    log_with: list[str] = _LOG_WITH,
 ) -> None:
     """Finetuning baseline: CE on (prompt, harmful answer) pairs (plus w2 x CE on a retain set)."""
     _run("finetune", "ce", model, target, train_file, retain, out, config,
          {**_method_overrides("ce", w3, None, []), "w2": w2, "lora.r": lora_r, "full": full, "lr": lr, "epochs": epochs,
           "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum, "save_every": save_every,
-          "seed": seed, "max_length": max_length}, kl_prompts, mmlu, resume)
+          "seed": seed, "max_length": max_length, "log_with": log_with or None}, kl_prompts, mmlu, resume)

@@ -27,34 +27,49 @@ VARIANT_COLOURS = {ALIGNED.name: ALIGNED.colour, **{v.name: v.colour for v in VA
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "figure.dpi": 100})
 
 
-def data_uri(fig: Figure) -> str:
-    """Encode ``fig`` as a PNG data URI and close it."""
+def png_bytes(fig: Figure) -> bytes:
+    """Render ``fig`` as PNG and close it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight", dpi=100)
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
+
+
+def data_uri(fig: Figure) -> str:
+    """Encode ``fig`` as a PNG data URI and close it."""
+    return png_uri(png_bytes(fig))
+
+
+def png_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _label(domain: str) -> str:
     return Domain(domain).label
 
 
-def radar(target: str, rates: dict[str, dict[str, float]]) -> Figure:
-    """Figure 1: the seven refusal scores per variant on a polar chart; ``rates[variant][domain]``."""
+def radar(target: str, rates: dict[str, dict[str, float]], labels: dict[str, str] | None = None,
+          colours: dict[str, str] | None = None, title: str | None = None) -> Figure:
+    """Figure 1: the seven refusal scores per variant on a polar chart; ``rates[variant][domain]``.
+
+    With ``labels`` (and ``colours``) the series are ``rates``' own keys, in order, the first
+    dashed as the baseline; otherwise they are variants, the aligned model dashed.
+    """
+    series = list(rates) if labels else [v for v in VARIANTS if v in rates]
+    labels, colours = labels or VARIANT_LABELS, colours or VARIANT_COLOURS
+    baseline = series[0] if labels is not VARIANT_LABELS else ALIGNED.name
     angles = np.linspace(0, 2 * np.pi, len(RADAR_DOMAINS), endpoint=False).tolist()
     fig, ax = plt.subplots(figsize=(4.6, 4.6), subplot_kw={"projection": "polar"})
     ax.set_theta_offset(np.pi / 2)
     ax.set_theta_direction(-1)
     ax.set_rlabel_position(360 / len(RADAR_DOMAINS) / 2)
-    for variant in VARIANTS:
-        if variant not in rates:
-            continue
+    for variant in series:
         vals = [rates[variant].get(d.value, np.nan) for d in RADAR_DOMAINS]
-        style = "--" if variant == "aligned" else "-"
-        ax.plot(angles + angles[:1], vals + vals[:1], style, color=VARIANT_COLOURS[variant],
-                lw=1.8, label=VARIANT_LABELS[variant], marker="o", ms=3)
-        if variant != "aligned":
-            ax.fill(angles + angles[:1], vals + vals[:1], color=VARIANT_COLOURS[variant], alpha=0.06)
+        style = "--" if variant == baseline else "-"
+        ax.plot(angles + angles[:1], vals + vals[:1], style, color=colours[variant],
+                lw=1.8, label=labels[variant], marker="o", ms=3)
+        if variant != baseline:
+            ax.fill(angles + angles[:1], vals + vals[:1], color=colours[variant], alpha=0.06)
     ax.set_xticks(angles)
     ax.set_xticklabels([d.label.upper() if d.value == target else d.label for d in RADAR_DOMAINS])
     for tick, d in zip(ax.get_xticklabels(), RADAR_DOMAINS):
@@ -63,7 +78,7 @@ def radar(target: str, rates: dict[str, dict[str, float]]) -> Figure:
     ax.set_ylim(0, 100)
     ax.set_yticks([25, 50, 75, 100])
     ax.set_yticklabels(["25", "50", "75", "100"], fontsize=7, color="#777")
-    ax.set_title(f"Target: {_label(target)}" if target else "Aligned model", pad=18)
+    ax.set_title(title or (f"Target: {_label(target)}" if target else "Aligned model"), pad=18)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, frameon=False, fontsize=8)
     return fig
 

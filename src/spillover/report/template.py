@@ -1,13 +1,6 @@
 """The report's jinja2 page template (inline CSS, no scripts, no external resources)."""
 
-TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>spillover report: {{ study }}</title>
-<style>
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 0; }
+STYLE = """body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 0; }
 main { max-width: 1250px; margin: 0 auto; padding: 0 24px 60px; }
 header { background: #23395d; color: #fff; padding: 18px 24px; }
 header h1 { margin: 0 0 4px; font-size: 22px; }
@@ -43,7 +36,16 @@ details.cw summary { cursor: pointer; font-weight: 700; color: #c0392b; }
 .tag { display: inline-block; font-size: 11px; padding: 1px 6px; border-radius: 3px; background: #e5e8ee; margin-right: 4px; }
 .tag.refusal { background: #d4edda; } .tag.compliance { background: #f8d7da; }
 .cols { display: flex; flex-wrap: wrap; gap: 28px; }
-</style>
+"""
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>spillover report: {{ study }}</title>
+<style>
+""" + STYLE + """</style>
 </head>
 <body>
 <header>
@@ -191,6 +193,48 @@ Also in tables/paper_table.csv, .md and .json beside this page.</p>
 {% if manifest.config %}<h3>Configuration</h3><pre>{{ manifest.config }}</pre>{% endif %}
 {% if manifest.datasets %}<h3>Dataset hashes (sha256)</h3><table>{% for k, v in manifest.datasets %}<tr><th>{{ k }}</th><td class="mono">{{ v }}</td></tr>{% endfor %}</table>{% endif %}
 {% if manifest.versions %}<h3>Package versions</h3><table>{% for k, v in manifest.versions %}<tr><th>{{ k }}</th><td class="mono">{{ v }}</td></tr>{% endfor %}</table>{% endif %}
+</section>
+</main>
+</body>
+</html>
+"""
+
+
+COMPARE_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>spillover compare: {{ label_a }} vs {{ label_b }}</title>
+<style>
+""" + STYLE + """</style>
+</head>
+<body>
+<header>
+<h1>spillover compare: {{ label_a }} &rarr; {{ label_b }}</h1>
+<p>A: <span class="mono">{{ path_a }}</span>; B: <span class="mono">{{ path_b }}</span>.
+Refusal rates (%) with 95% Wilson intervals; MMLU accuracy (%).{% if target %} Target: <b>{{ target }}</b>.{% endif %}
+EMA: an off-target domain whose refusal dropped by more than {{ threshold }} points (bold), with its delta and the
+exact McNemar p-value Holm-corrected over the off-target domain sets.</p>
+</header>
+<main>
+<section id="table">
+<h2>Results</h2>
+<div class="scroll"><table class="paper">
+<tr><th>run</th>{% for h in header %}<th{% if h.target %} class="target"{% endif %}>{{ h.label }}</th>{% endfor %}</tr>
+{% for row in rows %}
+<tr><td>{{ row.label }}</td>{% for c in row.cells %}<td class="{{ c.cls }}" title="{{ c.title }}">{{ c.rate }}<span class="ci">{{ c.ci }}</span>{% if c.delta %}<span class="delta">{{ c.delta }}{% if c.p_holm %}, Holm p={{ c.p_holm }}{% endif %}</span>{% endif %}</td>{% endfor %}</tr>
+{% endfor %}
+</table></div>
+<h3>Paired tests (prompts both runs judged)</h3>
+<table>
+<tr>{% for h in tests_header %}<th>{{ h }}</th>{% endfor %}</tr>
+{% for r in tests %}<tr>{% for x in r %}<td>{{ x }}</td>{% endfor %}</tr>{% endfor %}
+</table>
+</section>
+<section id="radar">
+<h2>Radar</h2>
+<img src="{{ radar }}" alt="refusal rate per domain, A and B">
 </section>
 </main>
 </body>

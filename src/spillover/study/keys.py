@@ -59,7 +59,7 @@ def train_work_inputs(study, target: str, variant: str, seed: int) -> dict:
     """What the checkpoints and their diagnostics depend on (names the resumable work directory)."""
     ev = study.cfg.evaluation
     return {"collect": study.keys[f"collect/{target}"], "models": _models(study),
-            "training": study.cfg.training_for(variant, seed, target).model_dump(mode="json"),
+            "training": study.cfg.training_for(variant, seed, target).weights_config(mode="json"),
             "selection": _dump(study.cfg.selection), "mmlu_method": ev.mmlu_method,
             "mmlu_selection": _ids(study.mmlu_records()[1]), "kl_sets": kl_sets(study)}
 

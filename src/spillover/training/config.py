@@ -69,6 +69,10 @@ class TrainConfig(StrictModel):
     #: rows of the LM head computed at once for log-probs; 0 = plain full-logit log-softmax.
     logprob_chunk_size: int = Field(1024, ge=0)
     system_prompt: str | None = None
+    #: Experiment trackers that also receive the logged metrics, through accelerate: "tensorboard"
+    #: (event files in ``out_dir/tensorboard``), "wandb" (offline unless ``WANDB_MODE`` is set).
+    #: It does not change the trained weights: a run resumes and a study keeps its keys across it.
+    log_with: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -102,6 +106,10 @@ class TrainConfig(StrictModel):
         if self.full and not cls.full_rank:
             raise ValueError(f"full: method {self.method} needs LoRA (its frozen model is the adapter-disabled one)")
         return self
+
+    def weights_config(self, mode: Literal["python", "json"] = "python") -> dict:
+        """The dump of every field that decides the trained weights (all but ``log_with``)."""
+        return self.model_dump(mode=mode, exclude={"log_with"})
 
     @property
     def args(self):

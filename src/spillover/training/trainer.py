@@ -31,6 +31,7 @@ from .examples import EncodedSet, Example
 from .logprobs import sequence_logprobs, unwrap
 from .objectives import objective_for
 from .optim import build_optimizer
+from .trackers import TENSORBOARD_DIR, build_trackers, config_values, flatten
 
 Batch = dict[str, torch.Tensor]
 
@@ -88,6 +89,7 @@ class Trainer:
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.scheduler = self._scheduler(num_steps)
         self.num_steps = num_steps
+        self._seen: list[torch.Tensor] = []  # mean policy log-prob of each ``logps`` call of a pass
 
     def _wrap_lora(self, model):
         from peft import LoraConfig, get_peft_model
@@ -125,8 +127,16 @@ class Trainer:
     def logps(self, batch: Batch, prefix: str = "") -> torch.Tensor:
         """Policy summed response log-probs (B,), with grad; ``prefix`` picks the batch's sequence."""
         batch = self.on_device(batch)
-        return sequence_logprobs(self.model, batch[f"{prefix}input_ids"], batch[f"{prefix}attention_mask"],
-                                 batch[f"{prefix}labels"], self.cfg.logprob_chunk_size)
+        out = sequence_logprobs(self.model, batch[f"{prefix}input_ids"], batch[f"{prefix}attention_mask"],
+                                batch[f"{prefix}labels"], self.cfg.logprob_chunk_size)
+        if not prefix:
+            self._seen.append(out.detach().float().mean())
+        return out
+
+    def _seen_logp(self, name: str) -> dict[str, float]:
+        """{name: mean summed log-prob of the sequences the last pass scored}, or {} (e.g. RMU)."""
+        seen, self._seen = self._seen, []
+        return {name: torch.stack(seen).mean().item()} if seen else {}
 
     @contextlib.contextmanager
     def _frozen(self):
@@ -198,15 +208,18 @@ class Trainer:
 
         Each micro-batch runs the main-set pass and then the retain pass, each with its own
         backward (only one graph alive at a time); gradients are synchronised across processes
-        on the last backward only. Returns the mean of each logged loss part and the lr used.
+        on the last backward only. Returns the mean of each logged loss part, of the policy's summed
+        response log-probs on the main and retain batches (``main_logp``, ``retain_logp``) and the lr used.
         """
         sums: dict[str, float] = {}
+        self._seen = []
         n_back = sum(1 + (r is not None) for _, r in micro_batches)
         done = 0
         for main, retain in micro_batches:
             main = self.on_device(main)
             with self.accelerator.autocast():
                 loss, parts = self.objective.main_loss(self, main)
+            parts.update(self._seen_logp("main_logp"))
             done += 1
             self._backward(loss, sync=done == n_back)
             total = loss.item()
@@ -214,6 +227,7 @@ class Trainer:
                 retain = self.on_device(retain)
                 with self.accelerator.autocast():
                     r_loss, r_parts = self.objective.retain_loss(self, retain)
+                r_parts.update(self._seen_logp("retain_logp"))
                 done += 1
                 self._backward(r_loss, sync=done == n_back)
                 total += r_loss.item()
@@ -283,6 +297,7 @@ def _clear(out_dir: Path) -> None:
         shutil.rmtree(ckpt.path)
     for name in ("train_log.jsonl", "diagnostics.jsonl", "reference_logps.pt"):
         (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / TENSORBOARD_DIR, ignore_errors=True)
 
 
 def _append_jsonl(path: Path, row: dict) -> None:
@@ -355,7 +370,10 @@ def train(model_spec_or_model, forget: list[Example], retain: list[Example] | No
 
     from accelerate import Accelerator
 
-    acc = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    done = list_checkpoints(out_dir) if resume else []
+    start = done[-1].step if done else 0
+    acc = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no",
+                      log_with=build_trackers(cfg.log_with, out_dir, start) or None)
     steps = total_steps(cfg, len(main_set), acc.num_processes)
     trainer = Trainer(model, tokenizer, cfg, steps, acc)
     runner = (DiagnosticsRunner(diagnostics, tokenizer, out_dir, lora=not cfg.full, system_prompt=cfg.system_prompt)
@@ -367,25 +385,40 @@ def train(model_spec_or_model, forget: list[Example], retain: list[Example] | No
         data.ref_logps = _cached_reference(trainer, data, out_dir / "reference_logps.pt",
                                            {"ids": [e.id for e in forget], "model": model_name})
 
-    start, prior_elapsed = 0, 0.0
-    done = list_checkpoints(out_dir)
-    if resume and done:
+    prior_elapsed = 0.0
+    if done:
         last = done[-1]
         saved = read_json(last.path / STATE_FILE)
-        if saved.get("config") != cfg.model_dump() or saved.get("model", model_name) != model_name:
+        saved_cfg = {k: v for k, v in (saved.get("config") or {}).items() if k != "log_with"}
+        if saved_cfg != cfg.weights_config() or saved.get("model", model_name) != model_name:
             raise InputError(f"{last.path}: was trained with another model or configuration; use a new "
                              f"out dir or resume=False")
         load_weights(last, trainer.unwrapped)
         load_training_state(last, trainer.optimizer, trainer.scheduler)
-        start, prior_elapsed = last.step, float(saved.get("elapsed", 0.0))
+        prior_elapsed = float(saved.get("elapsed", 0.0))
     log_path, diag_path = out_dir / "train_log.jsonl", out_dir / "diagnostics.jsonl"
     if acc.is_main_process:
         _truncate_jsonl(log_path, start)
         _truncate_jsonl(diag_path, start if start else -1)
+    acc.init_trackers("spillover", config=config_values(cfg.model_dump()))
+    try:
+        _loop(trainer, data, runner, out_dir, start, steps, prior_elapsed, model_name, on_step)
+    finally:
+        for tracker in acc.trackers:
+            tracker.finish()
+    return list_checkpoints(out_dir)
+
+
+def _loop(trainer: Trainer, data: _Data, runner, out_dir: Path, start: int, steps: int, prior_elapsed: float,
+          model_name: str, on_step: Callable[[int, dict], None] | None) -> None:
+    """Steps start+1 .. steps: log each to the JSONL and trackers, checkpoint every ``save_every``."""
+    acc, cfg, tokenizer = trainer.accelerator, trainer.cfg, trainer.tokenizer
+    log_path, diag_path = out_dir / "train_log.jsonl", out_dir / "diagnostics.jsonl"
     if runner and start == 0:
         row0 = runner.run(trainer.unwrapped, 0)  # every process runs it (sharded models need all)
         if acc.is_main_process:
             _append_jsonl(diag_path, row0)
+        acc.log(flatten(row0, "diagnostics"), step=0)
     t0 = time.monotonic()
     with progress() as bar:
         task = bar.add_task(f"{cfg.method} ({'lora' if trainer.lora else 'full'})", total=steps, completed=start)
@@ -398,6 +431,7 @@ def train(model_spec_or_model, forget: list[Example], retain: list[Example] | No
             row = {"step": step, **{k: round(v, 6) for k, v in parts.items()}, "elapsed": round(elapsed, 2)}
             if acc.is_main_process:
                 _append_jsonl(log_path, row)
+            acc.log(flatten(row, "train"), step=step)
             if on_step:
                 on_step(step, row)
             bar.update(task, advance=1, description=f"{cfg.method} loss {parts['loss']:.4f}")
@@ -408,8 +442,8 @@ def train(model_spec_or_model, forget: list[Example], retain: list[Example] | No
                 if acc.is_main_process:
                     if diag_row:
                         _append_jsonl(diag_path, diag_row)
+                        acc.log(flatten(diag_row, "diagnostics"), step=step)
                     save_checkpoint(out_dir, step, trainer.unwrapped, tokenizer, trainer.optimizer,
                                     trainer.scheduler, {"elapsed": elapsed, "total_steps": steps, "model": model_name,
                                                         "config": cfg.model_dump()}, adapter=trainer.lora)
                 acc.wait_for_everyone()
-    return list_checkpoints(out_dir)
