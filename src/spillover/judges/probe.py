@@ -13,7 +13,6 @@ Features of a response (one float32 row):
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .artefact import CardedArtefact, read_card
 from .base import BIASED, COMPLIANCE, NOT_BIASED, REFUSAL, JudgeItem, Verdict
 from .keyword import OPENING_CHARS, normalize, refusal_match
 
@@ -54,7 +54,7 @@ def lexical_features(texts: list[str]) -> np.ndarray:
 
 
 @dataclass
-class Probe:
+class Probe(CardedArtefact):
     """Logistic-regression weights over encoder (+ lexical) features; ``card`` documents the build."""
 
     name: str
@@ -80,25 +80,12 @@ class Probe:
                                                 "lexical": self.lexical}).encode(), dtype=np.uint8))
         return buf.getvalue()
 
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.to_bytes()).hexdigest()
-
-    def save(self, path: Path) -> None:
-        """Write ``path`` (.npz) and its card beside it (.json, with the artefact's sha256)."""
-        from ..io import write_json
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.to_bytes())
-        write_json(path.with_suffix(".json"), {**self.card, "sha256": self.sha256})
-
     @classmethod
     def load(cls, path: Path) -> "Probe":
         with np.load(path) as z:
             meta = json.loads(bytes(z["meta"]).decode())
             probe = cls(meta["name"], meta["kind"], meta["lexical"], z["coef"], float(z["intercept"]))
-        card_path = path.with_suffix(".json")
-        probe.card = json.loads(card_path.read_text()) if card_path.exists() else {}
+        probe.card = read_card(path)
         return probe
 
 
