@@ -19,12 +19,14 @@ Sections (each prints a table and writes ``<out>/<section>-<model>.json``):
            copy, full-logit log-softmax).
   full     NPO full-rank steps: the project's Trainer with reference log-probs cached before
            training against a deep-copied reference; runs under ``accelerate launch`` (FSDP).
-           Variants (--variants): common[-fused] and project[-bf16|-fp32][-plain][-gc][-bf16lora]
-           [-fused][-nosync]: bf16 = the TrainConfig default (bf16 weights, Kahan-compensated
-           AdamW), plain = torch AdamW on the bf16 weights (kahan_sum false: small updates round
-           away), gc = gradient checkpointing; bf16lora, fused (torch AdamW fused=True) and nosync
-           (sync_free_logprobs) are proposed changes applied from here. --profile prints the
-           kernels of one step.
+           Variants (--variants): common[-fused] and
+           project[-bf16|-fp32][-plain][-gc|-gcK][-pw][-fp32lora][-sync][-fused]: the Trainer with
+           its defaults (bf16 adapters, sync-free log-probs on CUDA, bf16 full-rank weights with
+           Kahan-compensated AdamW) except where a suffix says: fp32 = fp32 master weights, plain =
+           torch AdamW on bf16 weights (kahan_sum false: small updates round away), gc = gradient
+           checkpointing of every block, gcK of the first K blocks, pw = recompute_pointwise,
+           fp32lora = fp32 adapter weights, sync = log-probs that select labelled rows first (the
+           earlier default), fused = torch AdamW fused=True. --profile prints the kernels of one step.
   extract  spillover.concepts.extract.extract_last_token_states (all layers, last token).
   real     real weights end to end: greedy generation (transformers and static), a few NPO-LoRA
            steps through spillover.training.train, hidden-state extraction.
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import gc
 import json
 import os
@@ -248,39 +251,6 @@ def bench_gen(args, device) -> dict:
 
 # ---------------------------------------------------------------- training
 
-def sync_free_logprobs(model, input_ids, attention_mask, labels, chunk_size: int = 1024) -> torch.Tensor:
-    """Proposed variant of spillover.training.logprobs.sequence_logprobs without host syncs.
-
-    Same chunked, checkpointed LM head, but over every position (B*(T-1) rows) with the
-    unlabelled ones zeroed afterwards, instead of boolean-indexing the labelled rows first
-    (``hidden[mask]`` and ``mask.nonzero()`` wait for the GPU). Returns (B,) fp32.
-    """
-    from torch.utils.checkpoint import checkpoint
-
-    from spillover.training.logprobs import _chunk_logprobs, unwrap
-
-    lm = unwrap(model)
-    captured: list[torch.Tensor] = []
-    handle = lm.get_decoder().register_forward_hook(
-        lambda _m, _i, out: captured.append(out[0] if isinstance(out, tuple) else out.last_hidden_state))
-    try:
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=1)
-    finally:
-        handle.remove()
-    head = lm.get_output_embeddings()
-    hidden = captured[-1][:, :-1]
-    b, t, d = hidden.shape
-    rows, targets = hidden.reshape(b * t, d), labels[:, 1:].reshape(-1)
-    mask = targets != IGNORE
-    safe = targets.clamp(min=0)
-    use_ckpt = torch.is_grad_enabled() and (rows.requires_grad or head.weight.requires_grad)
-    parts = []
-    for start in range(0, b * t, chunk_size):
-        args = (rows[start:start + chunk_size], safe[start:start + chunk_size], head.weight, head.bias)
-        parts.append(checkpoint(_chunk_logprobs, *args, use_reentrant=False) if use_ckpt else _chunk_logprobs(*args))
-    return (torch.cat(parts) * mask).view(b, t).sum(dim=1)
-
-
 def npo_common_step(policy, ref, batch, optimizer, acc, beta: float, max_grad_norm: float) -> float:
     """The common design: reference forward on a deep copy, full-logit log-softmax everywhere."""
     from spillover.training.logprobs import naive_sequence_logprobs
@@ -332,25 +302,24 @@ def train_variant(args, device, acc, variant: str, full: bool) -> dict:
         def step():
             npo_common_step(policy, ref, batch, opt, acc, 0.1, 1.0)
     else:
-        # project variants: "project[-bf16|-fp32][-plain][-gc][-bf16lora][-fused][-nosync]"; the last
-        # three are proposed changes, applied from outside the Trainer
+        # project variants: "project[-bf16|-fp32][-plain][-gc|-gcK][-pw][-fp32lora][-sync][-fused]":
+        # the Trainer's defaults unless a suffix says otherwise (see the module docstring)
+        gc_parts = [p for p in parts if p.startswith("gc")]
         cfg = TrainConfig(method="npo", full=full, full_dtype="fp32" if "fp32" in parts else "model",
                           kahan_sum="plain" not in parts,
-                          lora=LoraSettings(r=args.lora_r), batch_size=bs, max_length=seq,
-                          gradient_checkpointing="gc" in parts, logprob_chunk_size=args.chunk_size,
+                          lora=LoraSettings(r=args.lora_r, dtype="fp32" if "fp32lora" in parts else "model"),
+                          batch_size=bs, max_length=seq, gradient_checkpointing=bool(gc_parts),
+                          checkpoint_blocks=int(gc_parts[0][2:]) if gc_parts and gc_parts[0][2:] else None,
+                          recompute_pointwise="pw" in parts, logprob_chunk_size=args.chunk_size,
                           lr=1e-5, max_steps=1000)
         trainer = Trainer(model, None, cfg, num_steps=1000, accelerator=acc)
-        if "bf16lora" in parts:  # proposed: keep adapters in the base dtype (no fp32 input copies)
-            for p in trainer.unwrapped.parameters():
-                if p.requires_grad:
-                    p.data = p.data.to(torch.bfloat16)
         optimizer = trainer.optimizer.optimizer
         info["optimizer"] = f"{type(optimizer).__module__}.{type(optimizer).__name__}"
         if "fused" in parts and isinstance(optimizer, torch.optim.AdamW):  # no foreach temporaries
             for group in optimizer.param_groups:
                 group.update(fused=True, foreach=False)
-        if "nosync" in parts:  # swapped in for this variant only (restored below)
-            trainer_module.sequence_logprobs = sync_free_logprobs
+        if "sync" in parts:  # the log-probs that select labelled rows first (host sync); restored below
+            trainer_module.sequence_logprobs = functools.partial(logprobs_module.sequence_logprobs, sync_free=False)
         n = n_params(trainer.unwrapped)
         keep.append(trainer)
         if full:
@@ -762,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         device = torch.device("cuda", torch.cuda.current_device())
     defaults = {"gen": 64, "lora": 8, "full": 4, "extract": 32, "real": 8, "profile": 64}
-    variants = {"lora": ["common", "project", "project-gc", "project-gc-bf16lora"],
+    variants = {"lora": ["common", "project-fp32lora-sync", "project", "project-pw", "project-gc"],
                 "full": ["common", "project-bf16", "project-bf16-plain", "project-bf16-gc", "project-fp32"]}
     sections = ["gen", "lora", "full", "extract"] if args.section == "all" else [args.section]
     status = 0

@@ -93,14 +93,27 @@ def _stage(stages, name):
 def test_checkpointed_training_uses_the_checkpointed_rate(tmp_path):
     on = _stage(plan(_study(tmp_path)), "train/cybersecurity/unlearn")
     off = _stage(plan(_study(tmp_path, **{"training.gradient_checkpointing": False})), "train/cybersecurity/unlearn")
-    assert (on.train_rate, off.train_rate) == ("train_lora_gc", "train_lora")
+    assert (on.train_rate, off.train_rate) == ("train_lora_bf16_gc", "train_lora_bf16")  # adapters in the model dtype
     assert on.train_tokens == off.train_tokens
     rates = PROFILE["rates"]
-    slower = on.train_tokens / rates["train_lora_gc"]["tokens_per_s"] - on.train_tokens / rates["train_lora"]["tokens_per_s"]
+    slower = (on.train_tokens / rates["train_lora_bf16_gc"]["tokens_per_s"]
+              - on.train_tokens / rates["train_lora_bf16"]["tokens_per_s"])
     assert on.seconds() - off.seconds() == pytest.approx(slower)
+    fp32 = _stage(plan(_study(tmp_path, **{"training.lora.dtype": "fp32"})), "train/cybersecurity/unlearn")
+    assert fp32.train_rate == "train_lora_gc"
     full = _stage(plan(_study(tmp_path, **{"training.full": True, "training.gradient_checkpointing": False})),
                   "train/cybersecurity/unlearn")
     assert full.train_rate == "train_full"
+
+
+def test_a_profile_without_bf16_adapter_rates_counts_them_at_the_fp32_rate_and_says_so(tmp_path):
+    stage = _stage(plan(_study(tmp_path)), "train/cybersecurity/unlearn")
+    rates = {k: v for k, v in PROFILE["rates"].items() if "lora_bf16" not in k}
+    terms, missing = stage.terms({"rates": rates})
+    assert terms["train"] == pytest.approx(stage.train_tokens / rates["train_lora_gc"]["tokens_per_s"]
+                                           + stage.train_passes * rates["train_lora_gc"].get("overhead_s", 0.0))
+    assert "bf16-adapter training (counted at the fp32-adapter rate)" in missing
+    assert "bf16-adapter training (counted at the fp32-adapter rate)" not in stage.terms()[1]
 
 
 def test_finetune_steps_come_from_the_finetune_pool(tmp_path):

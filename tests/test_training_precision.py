@@ -9,6 +9,7 @@ import torch
 
 from spillover.models import load_model
 from spillover.training import Example, TrainConfig, Trainer
+from spillover.training.config import LoraSettings
 from spillover.training.examples import EncodedSet
 from spillover.training.optim import build_optimizer, master_weights
 
@@ -118,3 +119,27 @@ def test_kahan_adamw_on_sharded_dtensors_matches_unsharded(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rank in (0, 1):
         assert (tmp_path / f"rank{rank}.txt").read_text() == "optimi.adamw same=True master=True moved=1.000"
+
+
+def _lora_step(tiny_model_dir, dtype: str):
+    model, tok = load_model(str(tiny_model_dir), device="cpu", dtype="bf16")
+    batch = EncodedSet(FORGET, tok, 64).batch(list(range(len(FORGET))), tok.pad_token_id)
+    trainer = Trainer(model, tok, TrainConfig(lr=1e-5, batch_size=4, lora=LoraSettings(r=4, dtype=dtype)), num_steps=10)
+    named = [(n, p) for n, p in trainer.unwrapped.named_parameters() if p.requires_grad]
+    before = [p.detach().float().clone() for _, p in named]
+    trainer.train_step([(batch, None)])
+    moved = [(master_weights(trainer.optimizer, p) != b).float().mean().item()
+             for (n, p), b in zip(named, before) if "lora_B" in n]  # B starts at 0: only B moves at step 1
+    return {p.dtype for _, p in named}, type(trainer.optimizer.optimizer).__module__, min(moved)
+
+
+def test_default_lora_adapters_take_the_model_dtype_and_keep_every_small_update(tiny_model_dir):
+    dtypes, optimizer, least_moved = _lora_step(tiny_model_dir, "model")
+    assert dtypes == {torch.bfloat16} and optimizer.startswith("optimi")  # Kahan-compensated
+    assert least_moved >= 0.99
+
+
+def test_fp32_lora_adapters_stay_fp32_on_a_bf16_model(tiny_model_dir):
+    dtypes, optimizer, least_moved = _lora_step(tiny_model_dir, "fp32")
+    assert dtypes == {torch.float32} and optimizer.startswith("torch")
+    assert least_moved >= 0.99

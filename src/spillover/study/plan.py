@@ -103,14 +103,13 @@ class StagePlan:
         missing: set[str] = set()
         out: dict[str, float] = {}
 
-        def rate(name: str, fallback: str | None = None) -> dict | None:
-            r = rates.get(name) or (rates.get(fallback) if fallback else None)
-            return r
+        def rate(name: str, *fallbacks: str) -> dict | None:
+            return next((rates[n] for n in (name, *fallbacks) if n in rates), None)
 
-        def tokens(name: str, n_tokens: int, steps: int, label: str, fallback: str | None = None) -> None:
+        def tokens(name: str, n_tokens: int, steps: int, label: str, *fallbacks: str) -> None:
             if not n_tokens and not steps:
                 return
-            r = rate(name, fallback)
+            r = rate(name, *fallbacks)
             if r is None:
                 missing.add(label)
                 return
@@ -118,13 +117,15 @@ class StagePlan:
 
         if self.decode_rate.endswith("_lora") and self.decode_rate not in rates and (self.new_tokens or self.decode_steps):
             missing.add("LoRA-adapter decoding (counted at the base model's rate)")
-        tokens(self.decode_rate, self.new_tokens, self.decode_steps, "decode",
-               fallback=self.decode_rate.removesuffix("_lora"))
+        tokens(self.decode_rate, self.new_tokens, self.decode_steps, "decode", self.decode_rate.removesuffix("_lora"))
+        fp32_lora = self.train_rate.replace("lora_bf16", "lora")
+        if fp32_lora != self.train_rate and self.train_tokens and not rate(self.train_rate, self.train_rate.removesuffix("_ce")):
+            missing.add("bf16-adapter training (counted at the fp32-adapter rate)")
         tokens(self.train_rate, self.train_tokens, self.train_passes, "train",
-               fallback=self.train_rate.removesuffix("_ce"))
+               self.train_rate.removesuffix("_ce"), fp32_lora, fp32_lora.removesuffix("_ce"))
         tokens("forward", self.forward_tokens, self.forward_batches, "forward")
         base = self.decode_rate.removesuffix("_lora")
-        tokens(f"{base}_label", self.label_tokens, self.label_steps, "label model", fallback=base)
+        tokens(f"{base}_label", self.label_tokens, self.label_steps, "label model", base)
         for kind, n in self.judged.items():
             if kind in FREE_JUDGES or not n:
                 continue

@@ -17,9 +17,10 @@ class LoraSettings(StrictModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     #: "all-linear" = every linear layer of the decoder blocks (attention and MLP), not the LM head.
     target_modules: list[str] | str = "all-linear"
-    #: Adapter weights in fp32 (default), or in the model's dtype: on an H200 bf16 adapters saved
-    #: 5.5 GiB and 6% step time on a 7B model (bench/README.md), at some cost in update precision.
-    dtype: Literal["fp32", "model"] = "fp32"
+    #: Adapter weights in the model's dtype (default; bf16 on a GPU, trained with Kahan-compensated
+    #: AdamW so no update is lost), or fp32. On an H200 bf16 adapters save memory and step time on a
+    #: 7B model; on a real model their NPO curves match fp32 adapters (bench/README.md).
+    dtype: Literal["fp32", "model"] = "model"
 
 
 class TrainConfig(StrictModel):
@@ -59,7 +60,13 @@ class TrainConfig(StrictModel):
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     seed: Seed = 0
     save_every: int = Field(50, ge=1)
+    #: activation checkpointing of the decoder blocks (transformers' own): every block, or only the
+    #: first ``checkpoint_blocks`` of them (each recomputed block costs one more forward of it).
     gradient_checkpointing: bool = False
+    checkpoint_blocks: int | None = Field(None, ge=1)
+    #: recompute norms and the MLP's activation function in backward instead of storing their
+    #: outputs (exact; training/memory.py): less activation memory for little extra time.
+    recompute_pointwise: bool = False
     max_length: int = Field(512, ge=8)
     retain_ratio: float = Field(1.0, gt=0.0)
     #: reduction of every CE term (retain, finetune): "token_mean" = per response token;
@@ -103,6 +110,8 @@ class TrainConfig(StrictModel):
             raise ValueError(f"method_args.{self.method}.weight and w2 are both 0: nothing to train")
         if cls.retain == "required" and self.w2 == 0:
             raise ValueError(f"w2: method {self.method} needs its retain term (w2 > 0)")
+        if self.checkpoint_blocks is not None and not self.gradient_checkpointing:
+            raise ValueError("checkpoint_blocks: set gradient_checkpointing: true as well (it picks which blocks)")
         if self.full and not cls.full_rank:
             raise ValueError(f"full: method {self.method} needs LoRA (its frozen model is the adapter-disabled one)")
         return self

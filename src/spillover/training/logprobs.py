@@ -57,12 +57,15 @@ def naive_sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torc
 
 
 def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-                      chunk_size: int = 1024) -> torch.Tensor:
+                      chunk_size: int = 1024, sync_free: bool | None = None) -> torch.Tensor:
     """Sum of log p(response token) per sequence, (B,) fp32.
 
     input_ids, attention_mask, labels: (B, T); labels are -100 on prompt and padding (the token
     at t is scored by the logits at t-1). ``chunk_size`` <= 0, or a model whose head transforms
-    logits, uses the naive full-logit path.
+    logits, uses the naive full-logit path. ``sync_free`` (default: on CUDA) runs the head over
+    every position and zeroes the unlabelled ones, instead of first selecting the labelled rows:
+    selecting by a mask makes the host wait for the GPU, which leaves a launch-bound step idle;
+    on a CPU the selection saves the head's work on prompt and padding rows.
     """
     if chunk_size <= 0 or not supports_chunked(model):
         return naive_sequence_logprobs(model, input_ids, attention_mask, labels)
@@ -82,9 +85,10 @@ def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     hidden = captured[-1][:, :-1]  # (B, T-1, D)
     targets = labels[:, 1:]
     mask = targets != IGNORE
-    rows = hidden[mask]  # (N, D) labelled positions only
-    tgt = targets[mask]  # (N,)
-    owner = mask.nonzero()[:, 0]  # (N,) sequence of each row
+    if input_ids.is_cuda if sync_free is None else sync_free:
+        rows, tgt = hidden.reshape(-1, hidden.shape[-1]), targets.clamp(min=0).reshape(-1)  # (B*(T-1), D)
+    else:
+        rows, tgt = hidden[mask], targets[mask]  # (N, D), (N,): labelled positions only
     use_ckpt = torch.is_grad_enabled() and (rows.requires_grad or head.weight.requires_grad)
     parts = []
     for start in range(0, rows.shape[0], chunk_size):
@@ -92,6 +96,9 @@ def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
         parts.append(checkpoint(_chunk_logprobs, *args, use_reentrant=False) if use_ckpt
                      else _chunk_logprobs(*args))
     token_lp = torch.cat(parts) if parts else rows.new_zeros(0, dtype=torch.float32)
+    if token_lp.shape[0] == mask.numel():
+        return (token_lp.view(mask.shape) * mask).sum(dim=1)
+    owner = mask.nonzero()[:, 0]  # (N,) sequence of each row
     return torch.zeros(input_ids.shape[0], dtype=torch.float32, device=input_ids.device).index_add(0, owner, token_lp)
 
 

@@ -29,6 +29,7 @@ from .checkpoints import (STATE_FILE, CheckpointInfo, list_checkpoints, load_tra
 from .config import TrainConfig
 from .examples import EncodedSet, Example
 from .logprobs import sequence_logprobs, unwrap
+from .memory import checkpoint_blocks, recompute_pointwise
 from .objectives import objective_for
 from .optim import build_optimizer
 from .trackers import TENSORBOARD_DIR, build_trackers, config_values, flatten
@@ -78,7 +79,9 @@ class Trainer:
         self.lora = not cfg.full
         model.config.use_cache = False
         if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            checkpoint_blocks(model, cfg.checkpoint_blocks)
+        if cfg.recompute_pointwise:
+            recompute_pointwise(model)
         if self.lora:
             model = self._wrap_lora(model)
         elif cfg.full_dtype == "fp32":
@@ -97,7 +100,8 @@ class Trainer:
         lc = self.cfg.lora
         peft_cfg = LoraConfig(r=lc.r, lora_alpha=lc.alpha if lc.alpha is not None else lc.r,
                               lora_dropout=lc.dropout, target_modules=lc.target_modules, task_type="CAUSAL_LM")
-        model = get_peft_model(model, peft_cfg)
+        # peft would upcast bf16/fp16 adapters to fp32; "model" keeps them in the base dtype
+        model = get_peft_model(model, peft_cfg, autocast_adapter_dtype=lc.dtype == "fp32")
         if lc.dtype == "fp32":
             for p in model.parameters():
                 if p.requires_grad:

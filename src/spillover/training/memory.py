@@ -1,0 +1,79 @@
+"""Activation memory of a training step: which activations backward keeps and which it recomputes.
+
+Two settings, both through ``torch.utils.checkpoint`` (non-reentrant), both exact (the recomputed
+values equal the stored ones bit for bit):
+
+- ``checkpoint_blocks(model, k)``: full activation checkpointing of the first ``k`` decoder blocks
+  (transformers' own per-block checkpointing, switched off for the others). Each block stores
+  only its input (B, T, D) and recomputes everything else; costs one more forward of those blocks.
+- ``recompute_pointwise(model)``: keep the matmuls' activations, recompute the cheap pointwise
+  ones. Every RMSNorm stores its (B, T, D) input instead of the fp32 copies its upcast makes, and
+  a gated MLP ``down(act(gate(x)) * up(x))`` stores gate(x) and up(x) but not act(gate(x))
+  (B, T, I). On Qwen2.5-7B (I = 18944) that is about two fifths of a LoRA step's activations, for
+  the price of re-running norms and one activation function in backward.
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from .logprobs import unwrap
+
+
+def _gated(act, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return act(gate) * up
+
+
+def _lean_norm_forward(self, hidden: torch.Tensor) -> torch.Tensor:
+    if torch.is_grad_enabled() and hidden.requires_grad:
+        return checkpoint(type(self).forward, self, hidden, use_reentrant=False)
+    return type(self).forward(self, hidden)
+
+
+def _lean_mlp_forward(self, x: torch.Tensor) -> torch.Tensor:
+    gate, up = self.gate_proj(x), self.up_proj(x)
+    if torch.is_grad_enabled() and (gate.requires_grad or up.requires_grad):
+        return self.down_proj(checkpoint(_gated, self.act_fn, gate, up, use_reentrant=False))
+    return self.down_proj(_gated(self.act_fn, gate, up))
+
+
+def _is_gated_mlp(module: torch.nn.Module) -> bool:
+    return all(hasattr(module, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn"))
+
+
+def recompute_pointwise(model) -> dict[str, int]:
+    """Make ``model``'s RMSNorms and gated MLPs recompute their pointwise activations in backward.
+
+    Works on the instances (no class is changed). Returns how many modules of each kind were
+    switched: {"norms": n, "mlps": m}; a model with neither raises ValueError.
+    """
+    counts = {"norms": 0, "mlps": 0}
+    for module in unwrap(model).modules():
+        if type(module).__name__.endswith("RMSNorm"):
+            module.forward = types.MethodType(_lean_norm_forward, module)
+            counts["norms"] += 1
+        elif _is_gated_mlp(module):
+            module.forward = types.MethodType(_lean_mlp_forward, module)
+            counts["mlps"] += 1
+    if not any(counts.values()):
+        raise ValueError(f"recompute_pointwise: {type(unwrap(model)).__name__} has no RMSNorm or gated MLP "
+                         "module (gate_proj/up_proj/down_proj/act_fn)")
+    return counts
+
+
+def checkpoint_blocks(model, blocks: int | None = None) -> int:
+    """Activation checkpointing of the first ``blocks`` decoder blocks (None: all); returns how many."""
+    lm = unwrap(model)
+    layers = lm.get_decoder().layers
+    if blocks is not None and blocks > len(layers):
+        raise ValueError(f"checkpoint_blocks: {blocks} blocks asked for, the model has {len(layers)}")
+    lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    n = len(layers) if blocks is None else blocks
+    for i, layer in enumerate(layers):
+        if not hasattr(layer, "gradient_checkpointing"):
+            raise ValueError(f"checkpoint_blocks: {type(layer).__name__} has no per-block checkpointing")
+        layer.gradient_checkpointing = i < n
+    return n
