@@ -648,7 +648,7 @@ def bench_profile(args, device) -> dict:
                 with tempfile.TemporaryDirectory(dir=args.tmp) as d:
                     sync()
                     t = time.perf_counter()
-                    ck = save_checkpoint(Path(d), 1, trainer.unwrapped, tk, trainer.optimizer, trainer.scheduler,
+                    ck = save_checkpoint(Path(d), 1, acc, trainer.model, tk, trainer.optimizer, trainer.scheduler,
                                          {"model": args.model}, adapter=not full)
                     save_s = time.perf_counter() - t
                     nbytes = sum(f.stat().st_size for f in ck.path.iterdir())

@@ -306,4 +306,5 @@ def test_only_the_latest_checkpoint_keeps_the_resume_state(tiny_model_dir, tmp_p
     assert [c.step for c in ckpts] == [1, 2, 3, 4] and [r["step"] for r in _log(tmp_path)] == [1, 2, 3, 4]
     for c in ckpts:
         assert (c.path / "adapter_model.safetensors").exists()  # every checkpoint stays evaluable
-        assert all((c.path / f).exists() == (c.step == 4) for f in RESUME_FILES)
+        kept = {f for f in RESUME_FILES if (c.path / f).exists()}
+        assert kept == ({"optimizer.pt", "scheduler.pt", "rng_state.pt"} if c.step == 4 else set())

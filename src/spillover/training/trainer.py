@@ -24,8 +24,7 @@ import torch
 
 from ..io import InputError, read_json, write_jsonl
 from ..progress import progress
-from .checkpoints import (STATE_FILE, CheckpointInfo, list_checkpoints, load_training_state, load_weights,
-                          save_checkpoint)
+from .checkpoints import STATE_FILE, CheckpointInfo, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .examples import EncodedSet, Example
 from .logprobs import sequence_logprobs, unwrap
@@ -397,8 +396,7 @@ def train(model_spec_or_model, forget: list[Example], retain: list[Example] | No
         if saved_cfg != cfg.weights_config() or saved.get("model", model_name) != model_name:
             raise InputError(f"{last.path}: was trained with another model or configuration; use a new "
                              f"out dir or resume=False")
-        load_weights(last, trainer.unwrapped)
-        load_training_state(last, trainer.optimizer, trainer.scheduler)
+        load_checkpoint(last, acc, trainer.model, trainer.optimizer, trainer.scheduler)
         prior_elapsed = float(saved.get("elapsed", 0.0))
     log_path, diag_path = out_dir / "train_log.jsonl", out_dir / "diagnostics.jsonl"
     if acc.is_main_process:
@@ -442,12 +440,9 @@ def _loop(trainer: Trainer, data: _Data, runner, out_dir: Path, start: int, step
             if step % cfg.save_every == 0 or step == steps:
                 # diagnostics first: a row whose checkpoint never got written is dropped on resume
                 diag_row = runner.run(trainer.unwrapped, step) if runner else None
-                acc.wait_for_everyone()
-                if acc.is_main_process:
-                    if diag_row:
-                        _append_jsonl(diag_path, diag_row)
-                        acc.log(flatten(diag_row, "diagnostics"), step=step)
-                    save_checkpoint(out_dir, step, trainer.unwrapped, tokenizer, trainer.optimizer,
-                                    trainer.scheduler, {"elapsed": elapsed, "total_steps": steps, "model": model_name,
-                                                        "config": cfg.model_dump()}, adapter=trainer.lora)
-                acc.wait_for_everyone()
+                if diag_row and acc.is_main_process:
+                    _append_jsonl(diag_path, diag_row)
+                    acc.log(flatten(diag_row, "diagnostics"), step=step)
+                save_checkpoint(out_dir, step, acc, trainer.model, tokenizer, trainer.optimizer, trainer.scheduler,
+                                {"elapsed": elapsed, "total_steps": steps, "model": model_name,
+                                 "config": cfg.model_dump()}, adapter=trainer.lora)
