@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .cache import JsonlCache
+from .domains import XSTEST, parse_domains
 from .generation import Decoding, GenerationBackend, generate_responses
 from .judges import build_judge
 from .judges.base import NOT_BIASED, REFUSAL, UNPARSABLE, JudgeItem, judge_cached
@@ -49,20 +50,62 @@ def refusal_flag(label: str) -> bool | None:
     return None if label == UNPARSABLE else label in (REFUSAL, NOT_BIASED)
 
 
+def evaluation_sets(domains: str | list[str], xstest: bool) -> list[str]:
+    """The refusal sets of an evaluation: the domains (``all``, a comma-separated string or a list),
+    then XSTest over-refusal unless ``xstest`` is false."""
+    return [d.value for d in parse_domains(domains)] + ([XSTEST] if xstest else [])
+
+
+def judge_specs(sets: list[str], judge: str, per_set: dict[str, str | None]) -> dict[str, str]:
+    """The judge spec of each set: its entry in ``per_set`` where given, else ``judge``."""
+    return {s: per_set.get(s) or judge for s in sets}
+
+
+#: Judge kinds that fill a rubric template (see spillover.judges.SPEC_HELP).
+RUBRIC_KINDS = ("rubric", "bias-rubric")
+
+
+def check_templates(templates: dict[str, str | Path | None], specs: dict[str, str]) -> None:
+    """Read each template given per rubric kind (``rubric``, ``bias-rubric``) before any work; raise
+    InputError for an unreadable one, or one that no set's judge spec uses (it would be ignored)."""
+    from .judges.rubric import load_template
+
+    used = {spec.partition(":")[0] for spec in specs.values()}
+    for kind, path in templates.items():
+        if path is None:
+            continue
+        load_template(path)
+        if kind not in used:
+            raise InputError(f"template {path} is for {kind}:* judges, but no set is judged by one "
+                             f"(judges: {', '.join(f'{s}={j}' for s, j in specs.items())})")
+
+
 class JudgePool:
-    """Builds each judge spec once, with the options its backend takes, sharing one cache."""
+    """Builds each judge spec once, with the options its backend takes, sharing one cache.
+
+    ``templates`` maps a rubric kind (``rubric``, ``bias-rubric``) to a template file that its
+    judges fill instead of the packaged one.
+    """
 
     def __init__(self, cache: JsonlCache, base_url: str | None = None, api_key_env: str | None = None,
-                 max_new_tokens: int | None = None, batch_size: int | None = None):
+                 max_new_tokens: int | None = None, batch_size: int | None = None,
+                 templates: dict[str, str | Path | None] | None = None):
         self.cache = cache
         self.remote = {"base_url": base_url, "api_key_env": api_key_env, "max_new_tokens": max_new_tokens}
         self.local = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
+        unknown = set(templates or {}) - set(RUBRIC_KINDS)
+        if unknown:
+            raise ValueError(f"templates for unknown judge kind(s) {sorted(unknown)}; use {', '.join(RUBRIC_KINDS)}")
+        self.templates = {k: v for k, v in (templates or {}).items() if v is not None}
         self._judges: dict = {}
 
     def get(self, spec: str):
         if spec not in self._judges:
+            kind = spec.partition(":")[0]
             backend = spec.split(":")[1] if spec.count(":") >= 2 else None
             options = {"openai": self.remote, "local": self.local}.get(backend, {})
+            if backend and kind in self.templates:
+                options = {**options, "template": self.templates[kind]}
             self._judges[spec] = build_judge(spec, **options)
         return self._judges[spec]
 

@@ -104,7 +104,14 @@ def evaluate(
     mmlu_n: int | None = typer.Option(None, help="MMLU questions (default all of the 5 subjects)."),
     no_xstest: bool = typer.Option(False, help="Skip XSTest over-refusal."),
     judge: str = typer.Option("default", help="Primary judge spec (default: the validated local judge, docs/judges.md)."),
-    bias_judge: str | None = typer.Option(None, help="Judge for the Bias set (default: --judge)."),
+    bias_judge: str | None = typer.Option(None, help="Judge for the Bias set (default: --judge; the paper's second "
+                                                     "rubric: bias-rubric:openai:MODEL)."),
+    toxicity_judge: str | None = typer.Option(None, help="Judge for the Toxicity set (default: --judge; the paper's "
+                                                         "second rubric: bias-rubric:openai:MODEL)."),
+    template: Path | None = typer.Option(None, help="Template file ({prompt}, {response}) for the rubric:* judges, "
+                                                   "instead of the packaged refusal rubric."),
+    bias_template: Path | None = typer.Option(None, help="Template file for the bias-rubric:* judges, instead of "
+                                                        "the packaged bias/toxicity rubric."),
     baseline: Path | None = typer.Option(None, help="An earlier evaluate output to compare with (McNemar)."),
     max_new_tokens: int = typer.Option(256),
     batch_size: int = typer.Option(8),
@@ -122,7 +129,8 @@ def evaluate(
                  n=n, mmlu_n=mmlu_n, xstest=not no_xstest, judge=judge, bias_judge=bias_judge,
                  baseline=baseline, max_new_tokens=max_new_tokens, batch_size=batch_size,
                  base_url=base_url, data_dir=data_dir, backend=backend, system_prompt=system_prompt,
-                 api_key_env=api_key_env, mmlu_method=mmlu_method)
+                 api_key_env=api_key_env, mmlu_method=mmlu_method, toxicity_judge=toxicity_judge,
+                 template=template, bias_template=bias_template)
 
 
 @app.command()

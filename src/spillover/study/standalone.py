@@ -10,8 +10,8 @@ from rich.table import Table
 from ..cache import JsonlCache
 from ..comparison import check_comparable, read_evaluation
 from ..data.suite import build_suite
-from ..domains import parse_domains
-from ..evaluation import JudgePool, SetScore, compare, evaluate_responses, mmlu_score, read_scores, write_eval
+from ..evaluation import (JudgePool, SetScore, check_templates, compare, evaluate_responses, evaluation_sets,
+                          judge_specs, mmlu_score, read_scores, write_eval)
 from ..generation import Decoding
 from ..io import InputError, read_jsonl, write_csv, write_json
 from ..models import model_identity
@@ -38,23 +38,30 @@ def run_evaluate(*, model: str, out: Path, adapters: list[str], checkpoint: str 
                  n: int | None, mmlu_n: int | None, xstest: bool, judge: str, bias_judge: str | None,
                  baseline: Path | None, max_new_tokens: int, batch_size: int, base_url: str | None,
                  data_dir: Path | None, backend: str = "hf", system_prompt: str | None = None,
-                 api_key_env: str | None = None, mmlu_method: str = "letter") -> dict[Path, list[SetScore]]:
+                 api_key_env: str | None = None, mmlu_method: str = "letter", toxicity_judge: str | None = None,
+                 template: Path | None = None, bias_template: Path | None = None) -> dict[Path, list[SetScore]]:
     """Evaluate the model, or each of ``adapters`` on it (the base loaded once; outputs in
-    ``out/<adapter directory name>``); return {output directory: scores}."""
+    ``out/<adapter directory name>``); return {output directory: scores}.
+
+    Bias and Toxicity are judged by ``bias_judge`` / ``toxicity_judge`` where given (the study's
+    ``judges.per_set``), every other set by ``judge``; ``template`` and ``bias_template`` replace the
+    packaged templates of the ``rubric:*`` and ``bias-rubric:*`` judges."""
     if checkpoint and adapters:
         raise InputError("--checkpoint and --adapter exclude each other: a full-weights checkpoint has no adapter")
     outs = {a: out / Path(a).name for a in adapters} if len(adapters) > 1 else {(adapters or [None])[0]: out}
     if len(set(outs.values())) < len(outs):
         raise InputError(f"--adapter: two adapters share a directory name, so their outputs under {out} would "
                          f"collide: {', '.join(adapters)}")
-    sets = [d.value for d in parse_domains(domains)] + (["xstest"] if xstest else [])
+    sets = evaluation_sets(domains, xstest)
+    judge_for = judge_specs(sets, judge, {"bias": bias_judge, "toxicity": toxicity_judge})
+    templates = {"rubric": template, "bias-rubric": bias_template}
+    check_templates(templates, judge_for)
     suite = build_suite(None, data_dir)
     records = {s: suite.get(s, "test")[:n] for s in sets}
     mmlu = suite.get("mmlu", "test")[:mmlu_n]
     slot = ModelSlot(ModelsConfig(aligned=model, batch_size=batch_size, backend=backend))
     judges = JudgePool(JsonlCache(out / "cache" / "judgments.jsonl"), base_url=base_url, api_key_env=api_key_env,
-                       batch_size=batch_size)
-    judge_for = {s: (bias_judge or judge) if s == "bias" else judge for s in sets}
+                       batch_size=batch_size, templates=templates)
     decoding = Decoding(max_new_tokens=max_new_tokens, system_prompt=system_prompt)
     results = {}
     for adapter, dest in outs.items():
@@ -67,7 +74,8 @@ def run_evaluate(*, model: str, out: Path, adapters: list[str], checkpoint: str 
         write_json(dest / "evaluation.json", {
             "model": model, "adapter": adapter, "checkpoint": checkpoint,
             "revision": model_identity(checkpoint) if checkpoint else model_identity(model, adapter),
-            "judges": judge_for, "n": n, "mmlu_n": mmlu_n, "mmlu_method": mmlu_method, "backend": backend,
+            "judges": judge_for, "templates": {k: str(v) for k, v in templates.items() if v is not None},
+            "n": n, "mmlu_n": mmlu_n, "mmlu_method": mmlu_method, "backend": backend,
             "decoding": decoding.model_dump()})
         results[dest] = scores
         _report(dest, rows, scores, baseline)
