@@ -109,7 +109,9 @@ def test_a_dumped_config_reloads_but_a_study_wide_method_is_refused(tmp_path):
 
     cfg = load_yaml_config(StudyConfig, Path(__file__).resolve().parents[1] / "configs" / "quick-cpu.yaml").model_dump(mode="json")
     (tmp_path / "dumped.yaml").write_text(yaml.safe_dump(cfg))
-    assert load_yaml_config(StudyConfig, tmp_path / "dumped.yaml").training.method == "npo"
+    dumped = load_yaml_config(StudyConfig, tmp_path / "dumped.yaml")
+    assert dumped.training.method == "npo"
+    assert dumped.training_for("aug_unlearn", 0, "cybersecurity").w2 == 1.0  # the retain term survives the dump
     cfg["training"]["method"] = "ce"
     (tmp_path / "ce.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(InputError, match="training.method: each variant sets its method"):

@@ -160,6 +160,14 @@ class ConceptsConfig(StrictModel):
     layers: list[Annotated[int, Field(ge=0)]] | None = None
 
 
+class StudyTraining(TrainConfig):
+    """The study's shared training section: ``w2`` None (the default) is 1 on the variants with a
+    retain term; a number (0 included) is used as given. A dumped config keeps None, so it reloads
+    with the same retain weights."""
+
+    w2: float | None = Field(None, ge=0.0)
+
+
 class StudyConfig(StrictModel):
     """A whole study: targets x variants x seeds on one aligned model."""
 
@@ -173,7 +181,7 @@ class StudyConfig(StrictModel):
     judges: JudgesConfig = Field(default_factory=JudgesConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     collect: CollectConfig = Field(default_factory=CollectConfig)
-    training: TrainConfig = Field(default_factory=TrainConfig)
+    training: StudyTraining = Field(default_factory=StudyTraining)
     variant_training: dict[Variant, dict] = Field(default_factory=dict,
                                                   description="Per-variant overrides of training fields.")
     target_training: dict[Domain, dict] = Field(default_factory=dict,
@@ -218,7 +226,7 @@ class StudyConfig(StrictModel):
         for where, table in (("target_training", self.target_training), ("variant_training", self.variant_training)):
             for key, override in table.items():
                 try:
-                    TrainConfig.model_validate({**self.training.model_dump(), **override})
+                    StudyTraining.model_validate({**self.training.model_dump(), **override})
                 except ValidationError as e:
                     name = getattr(key, "value", key)
                     raise ValueError("; ".join(f"{where}.{name}.{'.'.join(map(str, x['loc']))}: {x['msg']}"
@@ -245,13 +253,13 @@ class StudyConfig(StrictModel):
 
         The variant's row of ``VARIANT_TABLE`` gives the method (unlearn = NPO on the forget set,
         finetune = CE on the finetune labels, ...) and whether the retain term is on (aug_*,
-        graddiff, rmu). The retain weight is ``training.w2`` when given (0 means 0), else 1.
+        graddiff, rmu). The retain weight is ``training.w2`` when set (0 means 0), else 1.
         Only the method's own ``method_args`` entry is kept. Per-target overrides apply first,
         then per-variant ones.
         """
         spec = VARIANT_TABLE[variant]
         base = self.training.model_dump()
-        w2 = base["w2"] if "w2" in self.training.model_fields_set else 1.0
+        w2 = 1.0 if base["w2"] is None else base["w2"]
         args = base["method_args"].get(spec.method, {})
         base.update(method=spec.method, method_args={spec.method: args} if args else {},
                     w2=w2 if spec.retain else 0.0, seed=seed, retain_ratio=float(self.collect.retain_ratio))
