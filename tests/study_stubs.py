@@ -35,6 +35,16 @@ def allow_marker(real):
     return lambda spec: None if spec == "marker" else real(spec)
 
 
+def install_marker_judge() -> None:
+    """Make this process's studies accept and build the spec "marker" (for worker processes:
+    study_runner.py, the Slurm script's ``spillover``, Ray's worker setup hook)."""
+    import spillover.evaluation as ev
+    import spillover.study.preflight as pf
+
+    ev.build_judge = with_marker_judge(ev.build_judge)
+    pf.validate_judge_spec = allow_marker(pf.validate_judge_spec)
+
+
 def build_refusing_model(tiny_model_dir: Path, out_dir: Path) -> Path:
     """Fine-tune (full rank) the tiny model to answer every prompt with REFUSAL_TEXT; its directory."""
     from spillover.training import Example, TrainConfig, train

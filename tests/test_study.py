@@ -164,10 +164,26 @@ def test_study_with_the_default_judge_reports_its_calibration(refusing_model_dir
     assert "Calibration of the primary judge against human labels" in html and "spillover-own-v1" in html
 
 
+@pytest.fixture(scope="module")
+def sequential(refusing_model_dir, tiny_model_dir, data_dir, tmp_path_factory) -> Path:
+    """The tiny study run once in this process: the reference for the parallel executors."""
+    with pytest.MonkeyPatch.context() as mp:
+        import spillover.evaluation as ev
+        import spillover.study.preflight as pf
+
+        mp.setattr(ev, "build_judge", with_marker_judge(ev.build_judge))
+        mp.setattr(pf, "validate_judge_spec", allow_marker(pf.validate_judge_spec))
+        return Study(tiny_config(refusing_model_dir, tmp_path_factory.mktemp("seq"), tiny_model_dir), data_dir).run()
+
+
+def _same_results(root: Path, seq: Path) -> None:
+    for f in sorted((seq / "results").iterdir()):
+        assert (root / "results" / f.name).read_bytes() == f.read_bytes(), f.name
+
+
 @pytest.mark.slow
 def test_two_workers_share_a_study_and_match_the_sequential_run(refusing_model_dir, tiny_model_dir, data_dir,
-                                                                tmp_path, marker_judge):
-    seq = Study(tiny_config(refusing_model_dir, tmp_path / "seq", tiny_model_dir), data_dir).run()
+                                                                tmp_path, marker_judge, sequential):
     out = tmp_path / "par"
     script = str(Path(__file__).with_name("study_runner.py"))
     procs = [subprocess.Popen([sys.executable, script, str(refusing_model_dir), str(out), str(data_dir),
@@ -182,8 +198,69 @@ def test_two_workers_share_a_study_and_match_the_sequential_run(refusing_model_d
     every = built[0] + built[1]
     assert len(every) == len(set(every)) and set(every) == set(gather.runner.skipped)  # ... each exactly once
     assert built[0] and built[1]
-    for f in sorted((seq / "results").iterdir()):
-        assert (root / "results" / f.name).read_bytes() == f.read_bytes(), f.name
+    _same_results(root, sequential)
+
+
+SPILLOVER_SHIM = """#!{python}
+import sys
+sys.path.insert(0, {tests!r})
+from study_stubs import install_marker_judge
+install_marker_judge()
+from spillover.cli import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.slow
+def test_the_slurm_array_script_runs_the_study_in_shards(refusing_model_dir, tiny_model_dir, data_dir, tmp_path,
+                                                         marker_judge, sequential):
+    """scripts/slurm-study.sh as two concurrent array tasks (its ``spillover`` accepts the test judge),
+    then a plain run gathers: every stage built by a task, results equal to the sequential run's."""
+    import yaml
+
+    cfg = tiny_config(refusing_model_dir, tmp_path / "slurm", tiny_model_dir)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "spillover"
+    shim.write_text(SPILLOVER_SHIM.format(python=sys.executable, tests=str(Path(__file__).parent)))
+    shim.chmod(0o755)
+    script = Path(__file__).parents[1] / "scripts" / "slurm-study.sh"
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", SPILLOVER_DATA_DIR=str(data_dir),
+               SLURM_ARRAY_TASK_COUNT="2")
+    procs = [subprocess.Popen(["bash", str(script), str(config)], env={**env, "SLURM_ARRAY_TASK_ID": str(i)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    logs = [p.communicate(timeout=1200)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs[0][-3000:] + logs[1][-3000:]
+    gather = Study(cfg, data_dir)
+    root = gather.run()
+    assert gather.runner.ran == [] and "train/cybersecurity/finetune/seed0" in gather.runner.skipped
+    _same_results(root, sequential)
+
+
+@pytest.mark.slow
+def test_the_ray_executor_runs_the_units_as_tasks_and_matches_the_sequential_run(
+        refusing_model_dir, tiny_model_dir, data_dir, tmp_path, marker_judge, sequential):
+    """A new local Ray instance on the CPU: each unit a Ray task in a worker process, the driver
+    builds only ``data`` and then gathers; results byte-identical to the sequential run's."""
+    pytest.importorskip("ray")
+    import spillover
+    from spillover.study.ray_executor import RayExecutor
+
+    path = os.pathsep.join([str(Path(__file__).parent), str(Path(spillover.__file__).parents[1])])
+    executor = RayExecutor("local", runtime_env={"env_vars": {"PYTHONPATH": path},
+                                                 "worker_process_setup_hook": "study_stubs.install_marker_judge"})
+    study = Study(tiny_config(refusing_model_dir, tmp_path / "ray", tiny_model_dir), data_dir)
+    root = study.run(executor=executor)
+    assert study.runner.ran == ["data"]
+    assert set(study.runner.skipped) >= {"baseline", "collect/cybersecurity", "eval/cybersecurity/aug_unlearn/seed0",
+                                         "concepts"}
+    owners = {lock.name: json.loads(lock.read_text())["owner"] for lock in (root / ".locks").glob("*.lock")}
+    tasks = {owner for name, owner in owners.items() if name != "data.lock"}
+    assert owners["data.lock"].endswith(f":{os.getpid()}") and len(tasks) >= 2  # units ran in Ray's workers
+    assert not any(owner.endswith(f":{os.getpid()}") for owner in tasks)
+    _same_results(root, sequential)
 
 
 def test_a_target_with_no_refusals_is_reported_not_trained(tiny_model_dir, data_dir, tmp_path, marker_judge):

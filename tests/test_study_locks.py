@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,20 @@ def test_shards_partition_the_units_and_keep_each_run_with_its_collection(tmp_pa
     assert sorted(sum(shards, [])) == sorted(units)
     assert [name for name, _ in Study(cfg).units({"baseline", "collect"})] == ["baseline", "collect/cybersecurity",
                                                                               "collect/safety"]
+
+
+def test_the_ray_executor_refuses_the_other_ways_of_splitting_a_study(tmp_path):
+    from typer.testing import CliRunner
+
+    from spillover.cli import app
+
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "quick-cpu.yaml")
+    out = ["--set", f"output_dir={tmp_path}"]
+    for extra, message in ((["--executor", "ray", "--workers", "2"], "drop --workers, --gpus and --shard"),
+                           (["--executor", "ray", "--shard", "0/2"], "drop --workers, --gpus and --shard"),
+                           (["--ray-address", "auto"], "--ray-address only applies to --executor ray"),
+                           (["--executor", "dask"], "--executor expects local or ray")):
+        res = CliRunner().invoke(app, ["study", config, *out, *extra])
+        said = " ".join(res.output.replace("│", " ").split())  # the error box, unwrapped
+        assert res.exit_code != 0 and message in said, res.output
+    assert not any(tmp_path.iterdir())  # refused before any stage

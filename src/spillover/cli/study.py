@@ -61,6 +61,10 @@ def study(
     shard: str | None = typer.Option(None, help="i/n: run only this slice of the stages (a Slurm array task); "
                                                 "a plain run afterwards gathers the results."),
     worker: str | None = typer.Option(None, hidden=True, help="i/n: one of the processes --workers starts."),
+    executor: str = typer.Option("local", help="local (this process, or --workers/--gpus processes), or ray: "
+                                               "independent stages as Ray tasks (the [ray] extra), then gathers."),
+    ray_address: str | None = typer.Option(None, help="--executor ray: the cluster to submit to (default: "
+                                                      "RAY_ADDRESS, else a local Ray instance)."),
     profile: str | None = typer.Option(None, help="--dry-run: throughput profile (a JSON file or a shipped name, "
                                                   "e.g. h200-smollm2-135m); default the H200 7B profile."),
 ) -> None:
@@ -81,12 +85,24 @@ def study(
         return
     if profile is not None:
         raise typer.BadParameter("--profile only applies to --dry-run")
+    if executor not in ("local", "ray"):
+        raise typer.BadParameter(f"--executor expects local or ray, got {executor!r}")
+    if ray_address is not None and executor != "ray":
+        raise typer.BadParameter("--ray-address only applies to --executor ray")
     ids: list[str | None] = [g.strip() for g in gpus.split(",")] if gpus else [None] * workers
+    if executor == "ray" and (workers > 1 or gpus or shard or worker):
+        raise typer.BadParameter("--executor ray schedules the stages itself: drop --workers, --gpus and --shard")
     if len(ids) > 1:
         args = [*(["--data-dir", str(data_dir)] if data_dir else []), *[a for kv in set_ for a in ("--set", kv)],
                 *(["--until", until] if until else [])]
         _launch_workers(config, args, ids)
-    root = run.run(until=until, worker=_fraction(worker, "--worker"), shard=_fraction(shard, "--shard"))
+    on_ray = None
+    if executor == "ray":
+        from ..study.ray_executor import RayExecutor
+
+        on_ray = RayExecutor(ray_address)
+    root = run.run(until=until, worker=_fraction(worker, "--worker"), shard=_fraction(shard, "--shard"),
+                   executor=on_ray)
     typer.echo(f"study directory: {root}")
     if (root / "report" / "report.html").exists():
         typer.echo(f"report: {root / 'report' / 'report.html'}")

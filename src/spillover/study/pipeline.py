@@ -158,24 +158,30 @@ class Study:
         return self._stage("concepts", concepts_inputs(self), run)
 
     # -- the whole graph --------------------------------------------------------------------
-    def units(self, want: set[str]) -> list[tuple[str, Callable[[], object]]]:
-        """The units of work after ``data``, in sequential order: the baseline, each training run
-        (its target's collection, the training, its evaluation) and the concepts. Units share
-        only stages that the claims serialise (a target's collection), so any number of workers
-        can run them in any order."""
-        out: list[tuple[str, Callable[[], object]]] = []
+    def unit_graph(self, want: set[str]) -> list[tuple[str, Callable[[], object], str | None]]:
+        """The units of work after ``data`` with the unit each waits for, in sequential order: the
+        baseline, each target's collection, each training run (the training and its evaluation,
+        after its target's collection) and the concepts. Units share only stages that the claims
+        serialise, so an executor that honours the waits can run them in any order."""
+        out: list[tuple[str, Callable[[], object], str | None]] = []
         if "baseline" in want:
-            out.append(("baseline", self.baseline))
+            out.append(("baseline", self.baseline, None))
         for target in self.cfg.targets if "collect" in want else []:
             t = target.value
-            runs = [(v, s) for v in self.cfg.variants_for(t) for s in self.cfg.seeds] if "train" in want else []
-            if not runs:
-                out.append((f"collect/{t}", partial(self.collect, t)))
-            for v, s in runs:
-                out.append((run_name(t, v, s), partial(self._run_unit, t, v, s, "eval" in want)))
+            out.append((f"collect/{t}", partial(self.collect, t), None))
+            if "train" in want:
+                out += [(run_name(t, v, s), partial(self._run_unit, t, v, s, "eval" in want), f"collect/{t}")
+                        for v in self.cfg.variants_for(t) for s in self.cfg.seeds]
         if "concepts" in want:
-            out.append(("concepts", self.concepts))
+            out.append(("concepts", self.concepts, None))
         return out
+
+    def units(self, want: set[str]) -> list[tuple[str, Callable[[], object]]]:
+        """``unit_graph`` for workers that share units without waits: a training run collects its
+        target's sets itself (a claimed stage), so a collection is a unit only when no run follows it."""
+        graph = self.unit_graph(want)
+        awaited = {after for _, _, after in graph if after}
+        return [(name, fn) for name, fn, _ in graph if name not in awaited]
 
     def untrained_runs(self) -> list[dict]:
         """Runs whose collected main training set is empty (the model refused none of the target's
@@ -209,20 +215,27 @@ class Study:
             self.evaluate_run(target, variant, seed)
 
     def run(self, until: str | None = None, worker: tuple[int, int] | None = None,
-            shard: tuple[int, int] | None = None) -> Path:
+            shard: tuple[int, int] | None = None,
+            executor: Callable[["Study", set[str]], None] | None = None) -> Path:
         """Run every stage, or stop after stage kind ``until``; return the study dir.
 
         ``shard=(i, n)``: run only units i, i+n, i+2n, ... (a Slurm array task), waiting for any
         stage another task holds. ``worker=(i, n)``: one of n workers sharing the study; it starts
         at its own place in the unit list and puts off a unit whose stage another worker holds.
-        Both skip results and report: a plain run afterwards gathers them.
+        Both skip results and report: a plain run afterwards gathers them. ``executor(study,
+        want)`` runs the units elsewhere after ``data`` (e.g. :class:`.ray_executor.RayExecutor`);
+        this run then finds their stages done and gathers results and report.
         """
+        if executor is not None and (worker is not None or shard is not None):
+            raise ValueError("an executor runs every unit itself: give it no worker or shard")
         preflight(self.cfg, until)
         stop = STAGES.index(until) if until else len(STAGES) - 1
         want = set(STAGES[:stop + 1])
         self.root.mkdir(parents=True, exist_ok=True)
         write_json(self.root / "config.json", self._dump(self.cfg))
         self.data()
+        if executor is not None:
+            executor(self, want)
         units = self.units(want)
         if shard is not None:
             units = units[shard[0]::shard[1]]
