@@ -139,8 +139,12 @@ def test_dry_run_prints_the_plan_to_stdout_in_80_columns_and_builds_nothing(tmp_
     assert max(map(len, lines)) <= WIDTH
     selection = next(line for line in lines if line.startswith("MMLU selection slice:"))
     assert int(selection.split()[3].replace(",", "")) >= 200
-    assert any(line.startswith("total") for line in lines)
-    assert sum(line.startswith("train/") for line in lines) == 8  # 2 targets x 4 variants, seeds in one row
+    disk = next(i for i, line in enumerate(lines) if line.startswith("disk, sized for Qwen/Qwen2.5-7B-Instruct"))
+    for table in (lines[:disk], lines[disk:]):  # time, then disk: a total and one row per variant and target
+        assert sum(line.startswith("total") for line in table) == 1
+        assert sum(line.startswith("train/") for line in table) == 8  # 2 targets x 4 variants, seeds in one row
+    assert any(line.startswith("model loads: ") for line in lines[:disk])
+    assert any(line.startswith("optimizer state on each run's latest checkpoint only: ") for line in lines[disk:])
     assert not (tmp_path / "runs").exists()
 
 
@@ -160,6 +164,8 @@ def test_the_paper_preset_counts_judge_calls_and_says_what_it_cannot_time(tmp_pa
     full = plan(_study(tmp_path / "f", **{"training.full": True}))  # full-rank: each checkpoint is a model
     full_train = _stage(full, "train/cybersecurity/unlearn")
     assert full_train.checkpoint_kind == "full" and full_train.model_loads == 1 + full_train.checkpoints_saved
+    # without swaps a LoRA run would load once per checkpoint and once more to evaluate; full-rank runs do anyway
+    assert (train.swapped_loads, full_train.swapped_loads) == (train.checkpoints_saved, 0)
     assert _stage(stages, "eval/cybersecurity/unlearn").model_loads == 0  # swaps onto the validation's load
     missing = set().union(*(s.terms()[1] for s in stages))
     assert missing == {"API judge calls", "model loads", "checkpoint I/O",

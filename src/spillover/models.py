@@ -129,15 +129,21 @@ def _gguf_file(model: EmbeddedModel, work: Path) -> Path:
     return link
 
 
-def embedded_model_dir(alias: str) -> Path:
-    """Return a safetensors model directory for an embedded alias, building it once."""
+def embedded_cache_dir(alias: str) -> Path:
+    """Where the safetensors directory of an embedded alias is (or will be) built."""
     name = alias.removeprefix(EMBEDDED_PREFIX)
     if name not in EMBEDDED:
         raise ModelLoadError(f"unknown embedded model {alias!r}; known: {', '.join(EMBEDDED_PREFIX + k for k in EMBEDDED)}")
-    model = EMBEDDED[name]
-    out = cache_root() / "models" / f"{name}-{model.sha256[:12]}"
+    return cache_root() / "models" / f"{name}-{EMBEDDED[name].sha256[:12]}"
+
+
+def embedded_model_dir(alias: str) -> Path:
+    """Return a safetensors model directory for an embedded alias, building it once."""
+    out = embedded_cache_dir(alias)
     if (out / "config.json").exists():
         return out
+    name = alias.removeprefix(EMBEDDED_PREFIX)
+    model = EMBEDDED[name]
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=out.parent if out.parent.exists() else None))

@@ -35,12 +35,16 @@ def _is_local(base_url: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.endswith(".localhost")
 
 
+#: Tokens an OpenAI-compatible judge may answer with unless told otherwise.
+MAX_NEW_TOKENS = 128
+
+
 class OpenAIChat:
     """Greedy chat completions from an OpenAI-compatible server."""
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  max_concurrency: int = 8, timeout: float = 60.0, max_retries: int = 4,
-                 backoff: float = 1.0, max_backoff: float = 30.0, max_new_tokens: int = 128,
+                 backoff: float = 1.0, max_backoff: float = 30.0, max_new_tokens: int = MAX_NEW_TOKENS,
                  description: str = "judging (api)"):
         self.model = model
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from ..generation import Decoding, Messages, generate_responses
 from .rubric import ChatFailure
 
+#: Tokens a local model judge may answer with unless told otherwise.
+MAX_NEW_TOKENS = 64
+
 
 class LocalChat:
     """Answer judge conversations with a local chat model, loaded on first use.
@@ -13,7 +16,7 @@ class LocalChat:
     loaded through ``generation.loading.load_backend`` only when an uncached item needs it.
     """
 
-    def __init__(self, spec: str | None = None, backend=None, max_new_tokens: int = 64,
+    def __init__(self, spec: str | None = None, backend=None, max_new_tokens: int = MAX_NEW_TOKENS,
                  batch_size: int = 4, device: str = "auto", dtype: str = "auto"):
         if backend is None and spec is None:
             raise ValueError("LocalChat needs a model spec or a backend")

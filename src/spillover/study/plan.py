@@ -30,11 +30,14 @@ from pathlib import Path
 
 from ..domains import DOMAINS
 from ..io import InputError
+from ..training.config import TrainConfig
 from ..training.objectives import objective_class
 from ..training.trainer import total_steps
 from ..variants import VARIANT_TABLE
 
 FORGET_FRACTION = 0.5
+#: Characters per token of the estimates (prompts, responses, cache text).
+CHARS_PER_TOKEN = 4
 DEFAULT_PROFILE = Path(__file__).with_name("throughput.json")
 PROFILES_DIR = Path(__file__).with_name("profiles")
 WIDTH = 80
@@ -72,8 +75,11 @@ class StagePlan:
 
     prompts generated; tokens decoded (``new_tokens`` in ``decode_steps`` batch steps), trained on
     (``train_passes`` micro-batch passes), only read (``forward_tokens`` in ``forward_batches``);
-    ``judged`` responses per judge kind; label-model answers; model loads; checkpoints written
-    and read back, and checkpoints only read.
+    ``judged`` responses per judge kind; label-model answers (``label_prompts``); model loads,
+    and the loads that swapping LoRA adapters onto one loaded model avoids (``swapped_loads``);
+    checkpoints written and read back, and checkpoints only read; the run's ``training`` config
+    (train stages); prompts whose hidden states are cached (``hidden_states``). Disk use:
+    :mod:`.disk`.
     """
 
     name: str
@@ -96,6 +102,10 @@ class StagePlan:
     checkpoints_loaded: int = 0
     checkpoint_kind: str = "lora"
     judge_loads: int = 0
+    label_prompts: int = 0
+    swapped_loads: int = 0
+    training: TrainConfig | None = None
+    hidden_states: int = 0
 
     def terms(self, profile: dict | None = None) -> tuple[dict[str, float], set[str]]:
         """Seconds of one run per term, and the terms the profile has no rate for."""
@@ -158,7 +168,7 @@ class StagePlan:
 
 
 def _tokens(records) -> int:
-    return sum(len(r.prompt) for r in records) // 4
+    return sum(len(r.prompt) for r in records) // CHARS_PER_TOKEN
 
 
 def _batches(n: int, size: int) -> int:
@@ -263,6 +273,7 @@ def plan(study, counts: dict[str, dict[str, int]] | None = None) -> list[StagePl
         notes = []
         if any(VARIANT_TABLE[v].needs_labels for v in variants):
             if cfg.models.labeler_for(t.value) != cfg.models.aligned:
+                collect.label_prompts = len(pool)
                 collect.label_tokens = len(pool) * c.decoding.max_new_tokens
                 collect.label_steps = _batches(len(pool), bs) * c.decoding.max_new_tokens
                 collect.forward_tokens += _tokens(pool)
@@ -296,9 +307,10 @@ def plan(study, counts: dict[str, dict[str, int]] | None = None) -> list[StagePl
                 train_passes=steps * tc.grad_accum * (1 + (tc.w2 > 0)),
                 forward_batches=diag_batches * (n_ckpt + 1) + n_ckpt * _batches(n_val, bs),
                 judged=judged({t.value: n_val * n_ckpt}), checkpoints_saved=n_ckpt,
-                # training, then validation: LoRA checkpoints swap onto one load (the evaluation reuses it)
-                model_loads=1 + (n_ckpt if tc.full else 1),
-                checkpoints_loaded=n_ckpt, checkpoint_kind="full" if tc.full else "lora")
+                # training, then validation: LoRA checkpoints swap onto one load (the evaluation reuses
+                # it), where one load per checkpoint and one for the evaluation would take n_ckpt more
+                model_loads=1 + (n_ckpt if tc.full else 1), swapped_loads=0 if tc.full else n_ckpt,
+                checkpoints_loaded=n_ckpt, checkpoint_kind="full" if tc.full else "lora", training=tc)
             stage.forward_tokens += n_ckpt * _tokens(pool[:n_val])  # validation prefill (approximation)
             if tc.full and _reference(tc):  # reference log-probs of the main set, once
                 stage.forward_tokens += n_main * length
@@ -313,7 +325,7 @@ def plan(study, counts: dict[str, dict[str, int]] | None = None) -> list[StagePl
         recs = [r for d in DOMAINS for r in (suite.get(d.value, "train") + suite.get(d.value, "test"))[:cfg.concepts.n_per_domain]]
         recs += suite.get("benign", "train")[:cfg.concepts.n_per_domain]
         stages.append(StagePlan("concepts", 0, 0, 0, _tokens(recs), f"{len(recs)} prompts, hidden states",
-                                forward_batches=_batches(len(recs), bs), model_loads=1))
+                                forward_batches=_batches(len(recs), bs), model_loads=1, hidden_states=len(recs)))
     return stages
 
 
@@ -380,8 +392,21 @@ def schedule(stages: list[StagePlan], profile: dict | None = None, workers: int 
     return max(free), critical
 
 
+def _loads(stages: list[StagePlan], profile: dict) -> str:
+    """Model loads of the plan, and how many swapping LoRA adapters onto one load saves."""
+    loads = sum(s.runs * s.model_loads for s in stages)
+    saved = sum(s.runs * s.swapped_loads for s in stages)
+    r = profile["rates"].get("model_load")
+    at = f", {_time(saved * r['seconds'])} at the profile's load time" if r and saved else ""
+    return (f"model loads: {loads:,}, LoRA checkpoints validated and evaluated on one load per run (adapters "
+            f"swapped), full-rank checkpoints loaded once each; {loads + saved:,} with one load per LoRA checkpoint "
+            f"and evaluation (swapping saves {saved:,}{at})")
+
+
 def format_plan(study, profile: dict | None = None) -> list[str]:
     """The plan as lines of at most WIDTH characters."""
+    from .disk import disk_lines
+
     profile = profile or PROFILE
     cfg = study.cfg
     stages = plan(study)
@@ -402,10 +427,12 @@ def format_plan(study, profile: dict | None = None) -> list[str]:
                                 _time(s.seconds(profile))))
         if s.note:
             lines.append(f"  {s.note}")
-    lines += ["-" * WIDTH, row.format("total", "", "", "", "", "", _time(sum(s.seconds(profile) for s in stages))),
-              "wall time with N workers, one GPU each (--workers / --gpus): " + ", ".join(
+    total = sum(s.seconds(profile) for s in stages)
+    lines += ["-" * WIDTH, row.format("total", "", "", "", "", "", _time(total)),
+              "wall time with N workers, one GPU each (--workers / --gpus / --executor ray): " + ", ".join(
                   f"{n}: {_time(schedule(stages, profile, n)[0])}" for n in (1, 2, 4, 8))
-              + f"; critical path {_time(schedule(stages, profile)[1])}",
+              + f"; critical path {_time(schedule(stages, profile)[1])}; {total / 3600:.1f} GPU-hours in all",
+              _loads(stages, profile),
               "", f"time: {profile['description']}; rates from bench/results/ (tokens/s + fixed cost per step):"]
     rates = [f"{name} {_rate_value(r)}".ljust(26) for name, r in profile["rates"].items()]
     lines += ["  " + "".join(rates[i:i + 3]).rstrip() for i in range(0, len(rates), 3)]
@@ -414,5 +441,7 @@ def format_plan(study, profile: dict | None = None) -> list[str]:
                  "checkpoint saves and loads; responses at max_new_tokens")
     if missing:
         lines.append(f"not timed (no rate in this profile): {', '.join(sorted(missing))}")
+    lines += ["", *disk_lines(cfg, stages, profile)]
     return [part for line in lines
-            for part in (textwrap.wrap(line, WIDTH, subsequent_indent="    ") if len(line) > WIDTH else [line])]
+            for part in (textwrap.wrap(line, WIDTH, subsequent_indent="    ", break_on_hyphens=False)
+                         if len(line) > WIDTH else [line])]
