@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -240,11 +241,11 @@ def test_the_slurm_array_script_runs_the_study_in_shards(refusing_model_dir, tin
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (the [ray] extra)")
 def test_the_ray_executor_runs_the_units_as_tasks_and_matches_the_sequential_run(
         refusing_model_dir, tiny_model_dir, data_dir, tmp_path, marker_judge, sequential):
     """A new local Ray instance on the CPU: each unit a Ray task in a worker process, the driver
     builds only ``data`` and then gathers; results byte-identical to the sequential run's."""
-    pytest.importorskip("ray")
     import spillover
     from spillover.study.ray_executor import RayExecutor
 

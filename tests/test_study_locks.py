@@ -114,3 +114,12 @@ def test_the_ray_executor_refuses_the_other_ways_of_splitting_a_study(tmp_path):
         said = " ".join(res.output.replace("│", " ").split())  # the error box, unwrapped
         assert res.exit_code != 0 and message in said, res.output
     assert not any(tmp_path.iterdir())  # refused before any stage
+
+
+def test_the_ray_executor_without_ray_says_how_to_install_it(monkeypatch):
+    from spillover.io import InputError
+    from spillover.study.ray_executor import RayExecutor
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: import ray raises ImportError
+    with pytest.raises(InputError, match=r"pip install 'spillover\[ray\]'"):
+        RayExecutor()(None, set())
