@@ -11,6 +11,16 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("SPILLOVER_DATA_DIR", REPO.parent / "shared" / "datasets"))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """Each test picks its own device: accelerate's process-wide state is otherwise fixed by the
+    first Accelerator of the session (a CPU one made a GPU machine's later tests run on the CPU)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random chat model directory (built once per test session)."""

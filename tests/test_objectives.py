@@ -96,7 +96,9 @@ def test_rmu_loss_on_the_tiny_model_matches_its_hidden_states(tiny_model_dir):
     expected = ((states[mask] - coef * u / u.norm()) ** 2).mean().item()
     cfg = TrainConfig(method="rmu", method_args={"rmu": {"layer": layer, "steering_coef": coef, "seed": 7}}, w2=2.0,
                       lr=5e-2, batch_size=3, lora={"r": 4}, max_steps=3)
-    trainer = Trainer(model, tok, cfg, num_steps=3)
+    from accelerate import Accelerator
+
+    trainer = Trainer(model, tok, cfg, num_steps=3, accelerator=Accelerator(cpu=True))  # fp32, as `expected`
     loss, parts = trainer.objective.main_loss(trainer, forget)
     assert parts["rmu"] == pytest.approx(expected, rel=1e-5)
     r_loss, r_parts = trainer.objective.retain_loss(trainer, retain)

@@ -36,14 +36,16 @@ def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_model(str(model_dir), device="cpu", dtype="fp32")[0].state_dict()
 
 
-def test_fsdp2_checkpoints_hold_whole_weights_and_resume_exactly(tiny_model_dir, tmp_path):
+def test_fsdp2_checkpoints_hold_whole_weights_and_resume_exactly(tiny_model_dir, tmp_path, monkeypatch):
     shipped = yaml.safe_load((REPO / "configs" / "accelerate" / "fsdp-2gpu.yaml").read_text())["fsdp_config"]
     assert {k: shipped[f"fsdp_{k}"] for k in FSDP} == FSDP  # the run tests the shipped settings
     whole, cut, ref = tmp_path / "fsdp", tmp_path / "resumed", tmp_path / "one-process"
     _launch(tiny_model_dir, str(whole), f"{cut}:3")  # an uninterrupted run; one that stops after step 3
     assert [r["step"] for r in _log(cut)] == [1, 2, 3]
     _launch(tiny_model_dir, str(cut))  # fresh processes resume from checkpoint-2
-    # the unsharded reference: one process accumulating the two processes' micro-batches
+    # the unsharded reference: one process accumulating the two processes' micro-batches, on the
+    # CPU in fp32 as the gloo processes are (a GPU would train it under bf16 autocast)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     train(load_model(str(tiny_model_dir), device="cpu", dtype="fp32"), FORGET, None,
           CFG.model_copy(update={"grad_accum": 2}), ref)
 
