@@ -27,6 +27,7 @@ import math
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..domains import DOMAINS
 from ..io import InputError
@@ -34,6 +35,9 @@ from ..training.config import TrainConfig
 from ..training.objectives import objective_class
 from ..training.trainer import total_steps
 from ..variants import VARIANT_TABLE
+
+if TYPE_CHECKING:
+    from .pipeline import Study
 
 FORGET_FRACTION = 0.5
 #: Characters per token of the estimates (prompts, responses, cache text).
@@ -197,7 +201,7 @@ def judge_kind(spec: str) -> str:
     return "api" if rest.startswith("openai:") else "local model"
 
 
-def plan(study, counts: dict[str, dict[str, int]] | None = None) -> list[StagePlan]:
+def plan(study: Study, counts: dict[str, dict[str, int]] | None = None) -> list[StagePlan]:
     """Plan every stage of ``study``, whose ``suite`` is loaded (see ``Study.preview``).
 
     ``counts`` ({target: {"forget": n, "finetune": n}}, e.g. from collect/<target>/counts.json)
@@ -403,7 +407,7 @@ def _loads(stages: list[StagePlan], profile: dict) -> str:
             f"and evaluation (swapping saves {saved:,}{at})")
 
 
-def format_plan(study, profile: dict | None = None) -> list[str]:
+def format_plan(study: Study, profile: dict | None = None) -> list[str]:
     """The plan as lines of at most WIDTH characters."""
     from .disk import disk_lines
 

@@ -8,6 +8,7 @@ import platform
 import random
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..domains import DOMAINS
 from ..evaluation import compare, read_scores
@@ -17,6 +18,9 @@ from ..models import model_identity
 from ..stats import holm
 from .names import run_name
 from .training import loss_formulas
+
+if TYPE_CHECKING:
+    from .pipeline import Study
 
 DOMAIN_NAMES = [d.value for d in DOMAINS]
 SCORE_COLUMNS = ["variant", "target", "seed", "set", "judge", "n", "k", "rate", "ci_low", "ci_high",
@@ -30,7 +34,7 @@ def _delta(trained, aligned) -> float:
     return 100 * (trained.k / trained.n - aligned.k / aligned.n)
 
 
-def score_rows(study) -> tuple[list[dict], dict]:
+def score_rows(study: Study) -> tuple[list[dict], dict]:
     """Rows of scores.csv, and EMA drops {(target, domain): [drop per seed]} of the unlearn runs."""
     root, cfg = study.root, study.cfg
     aligned_rows = read_jsonl(root / "baseline" / "responses.jsonl")
@@ -83,7 +87,7 @@ CHECKPOINT_COLUMNS = ["variant", "target", "seed", "step", "mmlu", "mmlu_se", "t
                       "selected"]
 
 
-def training_rows(study) -> tuple[list[dict], list[dict], list[dict]]:
+def training_rows(study: Study) -> tuple[list[dict], list[dict], list[dict]]:
     """(kl.csv, train_log.csv, checkpoints.csv) rows from every train stage."""
     kl, log, ckpts = [], [], []
     for target, variant, seed in study.trained_runs():
@@ -103,7 +107,7 @@ def train_log_columns(log: list[dict]) -> list[str]:
     return [*fixed, *terms, "lr"]
 
 
-def example_rows(study, per_set: int) -> list[dict]:
+def example_rows(study: Study, per_set: int) -> list[dict]:
     """A few prompts per set and run, aligned and trained side by side; flipped labels first."""
     root = study.root
     aligned = {(r["set"], r["id"]): r for r in read_jsonl(root / "baseline" / "responses.jsonl")}
@@ -124,7 +128,7 @@ def example_rows(study, per_set: int) -> list[dict]:
     return out
 
 
-def audit_rows(study) -> list[dict]:
+def audit_rows(study: Study) -> list[dict]:
     """Agreement of the audit judge with each set's primary judge on a seeded random subsample."""
     j = study.cfg.judges
     if not j.audit_spec or j.audit_sample <= 0:
@@ -149,7 +153,7 @@ def audit_rows(study) -> list[dict]:
     return out
 
 
-def calibration_rows(study) -> list[dict]:
+def calibration_rows(study: Study) -> list[dict]:
     """Human-label agreement of each primary judge that carries a calibration (a probe or the
     default judge): its card's leave-one-model-out figures on XSTest v2, and a fresh calibration
     on the shipped hand-labelled responses of this project's models."""
@@ -178,7 +182,7 @@ def calibration_rows(study) -> list[dict]:
 TRAINING_SET_COLUMNS = ["variant", "target", "seed", "main_set", "examples", "retain_examples", "trained"]
 
 
-def training_set_rows(study) -> list[dict]:
+def training_set_rows(study: Study) -> list[dict]:
     """One row per configured run: its main set (from collect/<target>/) and whether it trained."""
     from ..variants import VARIANT_TABLE
     from .training import training_set_size
@@ -195,7 +199,7 @@ def training_set_rows(study) -> list[dict]:
     return out
 
 
-def manifest(study) -> dict:
+def manifest(study: Study) -> dict:
     cfg = study.cfg
     pkgs = ["spillover", "torch", "transformers", "peft", "accelerate", "numpy", "scipy"]
     versions = {"python": platform.python_version()}
@@ -218,7 +222,7 @@ def manifest(study) -> dict:
     }
 
 
-def write_results(study) -> Path:
+def write_results(study: Study) -> Path:
     """Write results/*.csv|json|jsonl, the EMA table, concept correlation and manifest.json."""
     res = study.root / "results"
     scores, drops = score_rows(study)
