@@ -18,13 +18,14 @@ from functools import partial
 from pathlib import Path
 
 from ..cache import JsonlCache
-from ..data.suite import Suite, build_suite
+from ..data.suite import BENIGN, Suite, build_suite
 from ..domains import DOMAINS
 from ..evaluation import JudgePool, Scoring, mmlu_score, write_eval
 from ..io import InputError, read_json, stable_hash, write_json
 from ..models import model_identity
 from ..progress import console
 from ..training import Diagnostics, TrainConfig
+from ..training.objectives import objective_class
 from .collect import collect_sets
 from .config import StudyConfig
 from .keys import (baseline_inputs, collect_inputs, concepts_inputs, eval_inputs, kl_sets, train_inputs,
@@ -138,7 +139,14 @@ class Study:
         return self._stage(f"train/{name}", train_inputs(self, target, variant, seed), lambda d: train_variant(
             self.root / "collect" / target, target, variant, tcfg, work, d, aligned=self.cfg.models.aligned,
             diagnostics=self.diagnostics(tcfg), selection=self.cfg.selection, slot=self.slot, scoring=self.scoring,
-            decoding=self.cfg.evaluation.decoding))
+            decoding=self.cfg.evaluation.decoding, contrast=self.contrast_prompts(tcfg)))
+
+    def contrast_prompts(self, tcfg: TrainConfig) -> list[str] | None:
+        """The benign train prompts a training-free method contrasts the forget set with (None for
+        trained methods); the edit reads the first ``n_contrast``."""
+        if objective_class(tcfg.method).trains:
+            return None
+        return [r.prompt for r in self.suite.get(BENIGN, "train")]
 
     def evaluate_run(self, target: str, variant: str, seed: int) -> Path:
         name = run_name(target, variant, seed)

@@ -16,6 +16,7 @@ from ..io import read_json, read_jsonl, write_csv, write_json, write_jsonl
 from ..judges import agreement
 from ..models import model_identity
 from ..stats import holm
+from ..training.edits import EDIT_FILE
 from .names import run_name
 from .training import loss_formulas
 
@@ -98,6 +99,16 @@ def training_rows(study: Study) -> tuple[list[dict], list[dict], list[dict]]:
         log.extend({**key, **r} for r in read_jsonl(d / "train_log.jsonl"))
         ckpts.extend({**key, **r} for r in read_jsonl(d / "checkpoints.jsonl"))
     return kl, log, ckpts
+
+
+def edit_rows(study: Study) -> list[dict]:
+    """edits.jsonl rows: what each training-free run recorded (train/<run>/edit.json), keyed by the run."""
+    out = []
+    for target, variant, seed in study.trained_runs():
+        path = study.root / "train" / run_name(target, variant, seed) / EDIT_FILE
+        if path.exists():
+            out.append({"variant": variant, "target": target, "seed": seed, **read_json(path)})
+    return out
 
 
 def train_log_columns(log: list[dict]) -> list[str]:
@@ -232,6 +243,7 @@ def write_results(study: Study) -> Path:
     write_csv(res / "kl.csv", ["variant", "target", "seed", "step", "domain", "kl"], kl)
     write_csv(res / "train_log.csv", train_log_columns(log), log)
     write_csv(res / "checkpoints.csv", CHECKPOINT_COLUMNS, ckpts)
+    write_jsonl(res / "edits.jsonl", edit_rows(study))
     write_csv(res / "training_sets.csv", TRAINING_SET_COLUMNS, training_set_rows(study))
     write_jsonl(res / "examples.jsonl", example_rows(study, study.cfg.evaluation.examples_per_set))
     write_json(res / "agreement.json", audit_rows(study))

@@ -11,6 +11,7 @@ from ..generation.base import Decoding
 from ..io import InputError, read_jsonl, write_json, write_jsonl
 from ..stats import percent_se
 from ..training import Diagnostics, Example, TrainConfig, objective_for, select_checkpoint, train
+from ..training.edits import EDIT_FILE
 from ..variants import VARIANT_TABLE
 from .config import SelectionConfig
 from .models import ModelSlot
@@ -53,13 +54,14 @@ def training_set_size(sets: Path, variant: str) -> int:
 
 def train_variant(sets: Path, target: str, variant: str, cfg: TrainConfig, work: Path, out_dir: Path, *,
                   aligned: str, diagnostics: Diagnostics, selection: SelectionConfig, slot: ModelSlot,
-                  scoring: Scoring, decoding: Decoding) -> None:
+                  scoring: Scoring, decoding: Decoding, contrast: list[str] | None = None) -> None:
     """Train into ``work`` (resumable), measure every checkpoint, write the selection to ``out_dir``.
 
     ``sets`` is collect/<target>/; ``diagnostics`` run at step 0 and at each checkpoint (their
     MMLU records are the selection slice); each checkpoint of ``aligned`` is loaded through
     ``slot``, answers the validation prompts with ``decoding`` and is judged through ``scoring``;
-    ``selection`` holds the MMLU rule.
+    ``selection`` holds the MMLU rule. ``contrast``: the prompts a training-free method contrasts
+    the main set with (its edit record, edit.json, is copied beside the selection).
     """
     main, main_file = main_examples(sets, variant)
     if not main:
@@ -67,7 +69,7 @@ def train_variant(sets: Path, target: str, variant: str, cfg: TrainConfig, work:
                          "raise collect.n_target_train or pick another target")
     retain = _examples(sets / "retain.jsonl") if cfg.w2 > 0 else None
     slot.release()
-    checkpoints = train(aligned, main, retain, cfg, work, diagnostics, resume=True)
+    checkpoints = train(aligned, main, retain, cfg, work, diagnostics, resume=True, contrast=contrast)
 
     validation = [PromptRecord.from_dict(r) for r in read_jsonl(sets / "validation.jsonl")]
     refusal: dict[int, float] = {}
@@ -101,3 +103,5 @@ def train_variant(sets: Path, target: str, variant: str, cfg: TrainConfig, work:
     write_jsonl(out_dir / "checkpoints.jsonl", rows)
     for name in ("train_log.jsonl", "diagnostics.jsonl"):
         shutil.copy(work / name, out_dir / name)
+    if (work / EDIT_FILE).exists():
+        shutil.copy(work / EDIT_FILE, out_dir / EDIT_FILE)
