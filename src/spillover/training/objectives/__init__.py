@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from .ablation import Ablation
 from .base import (Batch, Edit, EditArgs, LossContext, Method, MethodArgs, Objective, Reduction, ce_loss,
                    response_tokens)
 from .ce import CE
@@ -17,7 +18,7 @@ from .npo import NPO, npo_loss
 from .rmu import RMU, masked_mse, random_direction
 from .simnpo import SimNPO, simnpo_loss
 
-OBJECTIVES: dict[str, type[Method]] = {cls.name: cls for cls in (NPO, CE, GradDiff, SimNPO, DPO, RMU)}
+OBJECTIVES: dict[str, type[Method]] = {cls.name: cls for cls in (NPO, CE, GradDiff, SimNPO, DPO, RMU, Ablation)}
 
 
 def objective_class(name: str) -> type[Method]:
@@ -42,7 +43,7 @@ def objective_for(cfg) -> Method:
     return objective_class(cfg.method)(cfg.args, cfg.w2, cfg.ce_reduction)
 
 
-__all__ = ["CE", "DPO", "NPO", "OBJECTIVES", "RMU", "Batch", "Edit", "EditArgs", "GradDiff", "LossContext", "Method",
-           "MethodArgs", "Objective", "Reduction", "SimNPO", "ce_loss", "dpo_loss", "gradient_ascent_loss", "masked_mse",
-           "npo_loss", "objective_class", "objective_for", "parse_args", "random_direction", "response_tokens",
-           "simnpo_loss"]
+__all__ = ["CE", "DPO", "NPO", "OBJECTIVES", "RMU", "Ablation", "Batch", "Edit", "EditArgs", "GradDiff", "LossContext",
+           "Method", "MethodArgs", "Objective", "Reduction", "SimNPO", "ce_loss", "dpo_loss", "gradient_ascent_loss",
+           "masked_mse", "npo_loss", "objective_class", "objective_for", "parse_args", "random_direction",
+           "response_tokens", "simnpo_loss"]
