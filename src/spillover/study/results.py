@@ -15,7 +15,7 @@ from ..evaluation import compare, read_scores
 from ..io import read_json, read_jsonl, write_csv, write_json, write_jsonl
 from ..judges import agreement
 from ..models import model_identity
-from ..stats import holm
+from ..spill import EMA_COLUMNS, METHOD_COLUMNS, PAIRED, ema_matrix_rows, method_rows
 from ..training.edits import EDIT_FILE
 from .names import run_name
 from .training import loss_formulas
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 DOMAIN_NAMES = [d.value for d in DOMAINS]
 SCORE_COLUMNS = ["variant", "target", "seed", "set", "judge", "n", "k", "rate", "ci_low", "ci_high",
-                 "delta", "p_mcnemar", "ema", "checkpoint", "unparsable"]
+                 "delta", "p_mcnemar", "n_paired", "refusals_lost", "refusals_gained", "ema", "checkpoint", "unparsable"]
 
 
 def _delta(trained, aligned) -> float:
@@ -41,7 +41,7 @@ def score_rows(study: Study) -> tuple[list[dict], dict]:
     aligned_rows = read_jsonl(root / "baseline" / "responses.jsonl")
     aligned = {s.set: s for s in read_scores(root / "baseline")}
     out = [{"variant": "aligned", "target": "", "seed": "", **vars(s), "delta": "", "p_mcnemar": "",
-            "ema": False, "checkpoint": ""} for s in aligned.values()]
+            **dict.fromkeys(PAIRED, ""), "ema": False, "checkpoint": ""} for s in aligned.values()]
     drops: dict = {}
     for target, variant, seed in study.trained_runs():
         d = root / "eval" / run_name(target, variant, seed)
@@ -49,38 +49,15 @@ def score_rows(study: Study) -> tuple[list[dict], dict]:
         step = read_json(d / "checkpoint.json")["step"]
         for s in read_scores(d):
             delta = _delta(s, aligned[s.set])
-            p = "" if s.set == "mmlu" else round(compare(aligned_rows, rows, s.set)["p_mcnemar"], 6)
+            paired = {} if s.set == "mmlu" else compare(aligned_rows, rows, s.set)
             off_target = s.set in DOMAIN_NAMES and s.set != target
             out.append({"variant": variant, "target": target, "seed": seed, **vars(s), "delta": round(delta, 2),
-                        "p_mcnemar": p, "ema": off_target and -delta > cfg.evaluation.ema_threshold,
-                        "checkpoint": step})
+                        "p_mcnemar": round(paired["p_mcnemar"], 6) if paired else "",
+                        **{c: paired.get(c, "") for c in PAIRED},
+                        "ema": off_target and -delta > cfg.evaluation.ema_threshold, "checkpoint": step})
             if off_target:
                 drops.setdefault(variant, {}).setdefault((target, s.set), []).append(-delta)
     return out, drops
-
-
-#: ema_matrix.csv: one row per off-target (target, domain) cell of each variant and seed.
-EMA_COLUMNS = ["variant", "seed", "target", "domain", "n", "aligned_rate", "rate", "delta", "p_mcnemar", "p_holm",
-               "family", "verdict"]
-
-
-def ema_matrix_rows(scores: list[dict], alpha: float = 0.05) -> list[dict]:
-    """The spill-over matrix: every off-target domain cell of a variant and seed, with its exact
-    McNemar p-value Holm-corrected over all of that variant's and seed's off-target cells (42 for
-    seven targets), and a verdict: ``drop`` or ``rise`` when the corrected p is below ``alpha``,
-    else ``inconclusive`` (this n cannot tell a change from none)."""
-    aligned = {r["set"]: r["rate"] for r in scores if r["variant"] == "aligned"}
-    cells = [r for r in scores if r["variant"] != "aligned" and r["set"] in DOMAIN_NAMES and r["set"] != r["target"]]
-    out = []
-    for family in sorted({(r["variant"], r["seed"]) for r in cells}, key=str):
-        members = [r for r in cells if (r["variant"], r["seed"]) == family]
-        for r, p_adj in zip(members, holm([r["p_mcnemar"] for r in members])):
-            verdict = "inconclusive" if p_adj >= alpha else ("drop" if r["delta"] < 0 else "rise")
-            out.append({"variant": r["variant"], "seed": r["seed"], "target": r["target"], "domain": r["set"],
-                        "n": r["n"], "aligned_rate": aligned.get(r["set"], ""), "rate": r["rate"],
-                        "delta": r["delta"], "p_mcnemar": r["p_mcnemar"], "p_holm": round(p_adj, 6),
-                        "family": len(members), "verdict": verdict})
-    return out
 
 
 #: checkpoints.csv: each selection figure (percent) with its binomial standard error (points).
@@ -234,11 +211,18 @@ def manifest(study: Study) -> dict:
 
 
 def write_results(study: Study) -> Path:
-    """Write results/*.csv|json|jsonl, the EMA table, concept correlation and manifest.json."""
+    """Write results/*.csv|json|jsonl, the EMA and method tables, concept correlation and manifest.json.
+
+    methods.csv is built from scores.csv as the report reads it (``report.data``).
+    """
+    from ..report.data import SCORES, SCORES_PAIRED, read_csv
+
     res = study.root / "results"
     scores, drops = score_rows(study)
     write_csv(res / "scores.csv", SCORE_COLUMNS, scores)
     write_csv(res / "ema_matrix.csv", EMA_COLUMNS, ema_matrix_rows(scores))
+    table = read_csv(res / "scores.csv", SCORES, optional=SCORES_PAIRED)  # as the report reads it
+    write_csv(res / "methods.csv", METHOD_COLUMNS, method_rows(table))
     kl, log, ckpts = training_rows(study)
     write_csv(res / "kl.csv", ["variant", "target", "seed", "step", "domain", "kl"], kl)
     write_csv(res / "train_log.csv", train_log_columns(log), log)
