@@ -28,32 +28,34 @@ class Slot:
         return None, None, SimpleNamespace(identity=spec)
 
 
-def fake_evaluate(labeler: str):
+class FakeScoring:
     """The aligned model refuses everything; the labeler's answers cycle through LABELS."""
 
-    def evaluate(backend, records, decoding, judges, judge_for, cache):
+    def __init__(self, labeler: str):
+        self.labeler = labeler
+
+    def run(self, backend, records, decoding):
         rows = []
         for name, recs in records.items():
             for i, r in enumerate(recs):
-                label = LABELS[i % 3] if backend.identity == labeler else "refusal"
+                label = LABELS[i % 3] if backend.identity == self.labeler else "refusal"
                 rows.append({"id": r.id, "prompt": r.prompt, "response": f"{backend.identity} says {i}",
                              "set": name, "label": label})
         return rows, []
-    return evaluate
 
 
 @pytest.mark.parametrize("preset", ["paper-qwen.yaml", "paper-mistral.yaml"])
 @pytest.mark.parametrize("target,labeler", [("cybersecurity", "mistralai/Mistral-7B-v0.3"),
                                             ("safety", "HuggingFaceTB/SmolLM2-1.7B-Instruct")])
 def test_paper_labels_come_from_the_papers_labeler_and_drop_refusals_and_unparsable(
-        monkeypatch, tmp_path, preset, target, labeler):
+        tmp_path, preset, target, labeler):
     cfg = load_yaml_config(StudyConfig, CONFIGS / preset)
     records = [PromptRecord(f"{target}:{i}", f"prompt {i}", target, "src", "") for i in range(20)]
     suite = SimpleNamespace(get=lambda name, split: records if name == target else [])
-    study = SimpleNamespace(cfg=cfg, suite=suite, slot=Slot(), judges=None, responses=None)
-    monkeypatch.setattr(collect, "evaluate_responses", fake_evaluate(labeler))
-    counts = collect.collect_sets(study, target, tmp_path, need_retain=False, need_labels=True)
-    assert study.slot.loaded == [(cfg.models.aligned, False), (labeler, True)]
+    slot = Slot()
+    counts = collect.collect_sets(target, suite, cfg.collect, cfg.models, slot, FakeScoring(labeler), tmp_path,
+                                  need_retain=False, need_labels=True)
+    assert slot.loaded == [(cfg.models.aligned, False), (labeler, True)]
     pool = 20 - min(cfg.collect.validation_n, 20 // 2)  # collect holds out at most half
     rows = [json.loads(x) for x in (tmp_path / "finetune.jsonl").read_text().splitlines()]
     assert len(rows) == counts["finetune"] == len(range(0, pool, 3))  # the compliance answers only

@@ -16,9 +16,9 @@ from spillover.report.tables import aggregate
 from spillover.study.config import StudyConfig
 from spillover.variants import VARIANT_TABLE
 
-SECTIONS = ("table", "radar", "spillover", "kl", "training", "judges", "concepts", "examples", "manifest")
+SECTIONS = ("table", "radar", "spillover", "methods", "kl", "training", "judges", "concepts", "examples", "manifest")
 TABLES = ("paper_table.csv", "paper_table.md", "paper_table.json", "scores_all_judges.csv", "spillover_matrix.csv",
-          "checkpoints.csv", "checkpoints.md", "agreement.csv", "agreement.md")
+          "methods.csv", "methods.md", "checkpoints.csv", "checkpoints.md", "agreement.csv", "agreement.md")
 EVIL = "<script>alert('x')</script> & <img src=x onerror=alert(1)>"
 
 
@@ -128,7 +128,7 @@ def test_missing_optional_files_one_target(tmp_path):
         assert f"Nothing in {note} (absent or empty)" in html
     tables = {p.name for p in (study / "report" / "tables").iterdir()}
     assert tables == {"paper_table.csv", "paper_table.md", "paper_table.json", "scores_all_judges.csv",
-                      "spillover_matrix.csv"}
+                      "spillover_matrix.csv", "methods.csv", "methods.md"}  # both from scores.csv
 
 
 def test_aligned_only(tmp_path):

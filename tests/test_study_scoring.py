@@ -162,7 +162,7 @@ def test_selection_rule_boundaries():
 
 
 def test_ema_matrix_holm_corrects_over_every_off_target_cell_of_a_variant():
-    from spillover.study.results import ema_matrix_rows
+    from spillover.spill import ema_matrix_rows
 
     aligned = [{"variant": "aligned", "target": "", "seed": "", "set": s, "rate": 60.0}
                for s in ("cybersecurity", "safety", "bias", "mmlu")]

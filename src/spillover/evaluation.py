@@ -9,6 +9,7 @@ with the aligned one on the same prompts with an exact McNemar test.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -161,6 +162,21 @@ def evaluate_responses(
         scores.append(score(name, judge_id,
                             [refusal_flag(v.label) for v in verdicts]))
     return rows, scores
+
+
+@dataclass
+class Scoring:
+    """What scoring a model's responses takes: the judges, the judge spec of each set, the response cache."""
+
+    judges: JudgePool
+    spec_for: Callable[[str], str]
+    responses: JsonlCache
+
+    def run(self, backend: GenerationBackend, records_by_set: dict[str, list],
+            decoding: Decoding) -> tuple[list[dict], list[SetScore]]:
+        """``evaluate_responses`` of every set with its judge spec."""
+        return evaluate_responses(backend, records_by_set, decoding, self.judges,
+                                  {name: self.spec_for(name) for name in records_by_set}, self.responses)
 
 
 def mmlu_score(model, tokenizer, records: list, batch_size: int = 8, method: str = "letter") -> SetScore:

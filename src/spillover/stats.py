@@ -48,3 +48,23 @@ def holm(pvalues: list[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * pvalues[i]))
         adjusted[i] = running
     return adjusted
+
+
+def paired_change(n: int, lost: int, gained: int) -> tuple[float, float]:
+    """Agresti-Min (2005) adjusted estimate and standard error of the change in a paired proportion.
+
+    ``n`` pairs, ``lost`` of them true -> false, ``gained`` false -> true; half a count is added
+    to each of the four cells of the 2x2 table, so with n' = n + 2 the change is
+    (gained - lost) / n' and its variance ((lost' + gained') / n' - change^2) / n'. Proportions.
+    """
+    if n <= 0:
+        raise ValueError("paired_change needs at least one pair")
+    m, b, c = n + 2, lost + 0.5, gained + 0.5
+    change = (c - b) / m
+    return change, math.sqrt(max(0.0, ((b + c) / m - change * change) / m))
+
+
+def normal_interval(centre: float, se: float, confidence: float = 0.95) -> tuple[float, float]:
+    """centre -/+ z se, z the two-sided standard normal quantile for ``confidence``."""
+    z = norm.ppf(0.5 + confidence / 2)
+    return centre - z * se, centre + z * se

@@ -43,6 +43,7 @@ VARIANT_TABLE: dict[str, VariantSpec] = {v.name: v for v in (
     VariantSpec("simnpo", "simnpo", "forget", False, "SimNPO", "#8c564b"),
     VariantSpec("dpo", "dpo", "pairs", False, "DPO", "#e377c2"),
     VariantSpec("rmu", "rmu", "forget", True, "RMU", "#17becf"),
+    VariantSpec("ablation", "ablation", "forget", False, "dir. ablation", "#7f7f7f"),
 )}
 #: The untrained model's row in tables and figures.
 ALIGNED = VariantSpec("aligned", "", "forget", False, "aligned", "#222222")

@@ -52,9 +52,21 @@ def _method_overrides(method: str, weight: float | None, beta: float | None, arg
     return out
 
 
+def _contrast(path: Path) -> list[str]:
+    """The prompts of a JSONL file {prompt} (other fields ignored); bad rows name the row."""
+    from ..io import InputError, read_jsonl
+
+    prompts = []
+    for i, row in enumerate(read_jsonl(path, required=("prompt",)), 1):
+        if not isinstance(row["prompt"], str) or not row["prompt"].strip():
+            raise InputError(f"{path}, row {i}: field 'prompt' must be a non-empty string")
+        prompts.append(row["prompt"])
+    return prompts
+
+
 def _run(command: str, method: str, model: str, target: str, main: Path, retain: Path | None,
          out: Path, config: Path | None, overrides: dict, kl_prompts: Path | None, mmlu: Path | None,
-         resume: bool) -> None:
+         resume: bool, contrast: Path | None = None) -> None:
     from pydantic import ValidationError
 
     from ..config import format_validation_error, load_yaml_config
@@ -88,14 +100,21 @@ def _run(command: str, method: str, model: str, target: str, main: Path, retain:
     retain_examples = read_examples(retain, "retain") if retain else None
     if cfg.w2 > 0 and retain_examples is None:
         raise InputError("--w2 > 0 needs --retain FILE")
+    if objective.trains and contrast is not None:
+        raise InputError(f"--contrast: method {method} trains; only a training-free method reads contrast prompts")
+    if not objective.trains and contrast is None:
+        raise InputError(f"--method {method} is training-free and needs --contrast FILE (benign prompts)")
+    contrast_prompts = _contrast(contrast) if contrast else None
     write_json(out / "run.json", {
         "command": command, "model": model, "target": domain.value,
         "config": cfg.model_dump(), "loss": objective.describe(),
         "inputs": {name: {"path": str(p), "sha256": sha256_file(p), "rows": n} for name, p, n in (
             ("main", main, len(main_examples)),
-            ("retain", retain, len(retain_examples or []))) if p is not None},
+            ("retain", retain, len(retain_examples or [])),
+            ("contrast", contrast, len(contrast_prompts or []))) if p is not None},
     })
-    ckpts = train(model, main_examples, retain_examples, cfg, out, _diagnostics(kl_prompts, mmlu), resume=resume)
+    ckpts = train(model, main_examples, retain_examples, cfg, out, _diagnostics(kl_prompts, mmlu), resume=resume,
+                  contrast=contrast_prompts)
     typer.echo(f"{len(ckpts)} checkpoints in {out} (log: {out / 'train_log.jsonl'})")
     for c in ckpts:
         typer.echo(f"  step {c.step}: {c.path}")
@@ -123,8 +142,10 @@ def unlearn(
                                         "rejected = the refusal}). Without it, the sets are collected from the "
                                         "suite first."),
     retain: Path | None = _RETAIN, out: Path = _OUT, config: Path | None = _CONFIG,
-    method: str = typer.Option("npo", help="Unlearning method: npo, graddiff, simnpo, dpo, rmu "
-                                          "(spillover.training.objectives)."),
+    method: str = typer.Option("npo", help="Unlearning method: a name in spillover.training.objectives.OBJECTIVES "
+                                          "(npo, graddiff, simnpo, dpo, rmu, ...)."),
+    contrast: Path | None = typer.Option(None, help="JSONL {prompt}: the benign prompts a training-free method "
+                                                    "contrasts the forget prompts with (required for those)."),
     w1: float | None = typer.Option(None, help="Weight of the method's forget term."),
     w2: float | None = typer.Option(None, help="Retain term weight (0 = plain unlearning)."),
     beta: float | None = typer.Option(None, help="The method's beta (npo, simnpo, dpo)."),
@@ -145,7 +166,8 @@ def unlearn(
     Without --forget: collect the forget (and retain) set from the suite, train, measure every
     checkpoint and select one, with the settings of --study-config for the rest (its training
     section is the preset; the training options above override it). --config, --retain,
-    --kl-prompts, --mmlu and --no-resume need --forget: they are refused without it.
+    --kl-prompts, --mmlu, --no-resume and --contrast need --forget: they are refused without it
+    (a study's training-free methods contrast with its benign train prompts).
     """
     if forget is None:
         from ..io import InputError
@@ -155,7 +177,8 @@ def unlearn(
             raise typer.BadParameter("required without --forget: the study YAML whose collection, judging and "
                                      "selection settings apply, e.g. configs/quick-cpu.yaml", param_hint="--study-config")
         file_only = [name for name, given in (("--config", config), ("--retain", retain), ("--kl-prompts", kl_prompts),
-                                              ("--mmlu", mmlu), ("--no-resume", not resume)) if given]
+                                              ("--mmlu", mmlu), ("--no-resume", not resume), ("--contrast", contrast))
+                     if given]
         if file_only:
             raise InputError(f"{', '.join(file_only)} only apply with --forget FILE; without it the sets, "
                              f"diagnostics and training preset come from --study-config {study_config} and its "
@@ -169,7 +192,7 @@ def unlearn(
          {**_method_overrides(method, w1, beta, arg), "w2": w2, "lora.r": lora_r, "full": full, "lr": lr,
           "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum,
           "save_every": save_every, "seed": seed, "max_length": max_length, "log_with": log_with or None},
-         kl_prompts, mmlu, resume)
+         kl_prompts, mmlu, resume, contrast)
 
 
 def _variant(method: str, w2: float | None) -> str:

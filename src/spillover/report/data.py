@@ -68,6 +68,8 @@ SCORES = {
     "n": int, "k": int, "rate": _float, "ci_low": _float, "ci_high": _float,
     "delta": _opt_float, "p_mcnemar": _opt_float,
 }
+#: scores.csv's paired counts (``spillover.spill``); results written before them lack the columns.
+SCORES_PAIRED = {"n_paired": _opt_int, "refusals_lost": _opt_int, "refusals_gained": _opt_int}
 KL = {"variant": _variant, "target": _domain, "seed": int, "step": int, "domain": _domain, "kl": _float}
 TRAIN_LOG = {"variant": _variant, "target": _domain, "seed": int, "step": int, "loss": _float}
 CHECKPOINTS = {
@@ -78,17 +80,22 @@ CHECKPOINTS = {
 
 
 def read_csv(path: Path, columns: dict[str, Callable[[str], Any]],
-             extra: Callable[[str], Any] | None = None) -> list[dict]:
+             extra: Callable[[str], Any] | None = None,
+             optional: dict[str, Callable[[str], Any]] | None = None) -> list[dict]:
     """Parse a CSV whose header holds ``columns``; errors name the file, row and field.
 
     With ``extra``, every other column of the header is read too, parsed by ``extra``.
+    ``optional`` columns are parsed when the header has them, else None in every row.
     """
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        header = reader.fieldnames or []
+        missing = [c for c in columns if c not in header]
         if missing:
             raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-        parsers = {**columns, **{c: extra for c in reader.fieldnames or [] if c not in columns}} if extra else columns
+        parsers = {**columns, **{c: extra for c in header if c not in columns}} if extra else dict(columns)
+        absent = [c for c in optional or {} if c not in header]
+        parsers.update({c: parse for c, parse in (optional or {}).items() if c in header})
         rows = []
         for lineno, raw in enumerate(reader, 2):
             row = {}
@@ -98,7 +105,7 @@ def read_csv(path: Path, columns: dict[str, Callable[[str], Any]],
                     row[name] = parse(value if value is not None else "")
                 except ValueError as e:
                     raise InputError(f"{path}, row {lineno}, field {name!r}: {e}") from None
-            rows.append(row)
+            rows.append({**row, **dict.fromkeys(absent)})
     return rows
 
 
@@ -232,7 +239,7 @@ def load_study(root: Path) -> StudyResults:
     study = StudyResults(
         root=root,
         manifest=manifest,
-        scores=read_csv(scores_path, SCORES),
+        scores=read_csv(scores_path, SCORES, optional=SCORES_PAIRED),
         kl=_optional(res / "kl.csv", lambda p: read_csv(p, KL)),
         train_log=_optional(res / "train_log.csv", lambda p: read_csv(p, TRAIN_LOG, _opt_float)),
         checkpoints=_optional(res / "checkpoints.csv", lambda p: read_csv(p, CHECKPOINTS)),

@@ -11,10 +11,11 @@ import yaml
 
 from ..domains import Domain
 from ..io import write_text
+from ..spill import method_rows
 from . import figures as F
 from .data import DOMAIN_VALUES, VARIANT_LABELS, VARIANTS, StudyResults, load_study
-from .tables import (COLUMN_LABELS, COLUMNS, SEED_ENVELOPE, Cell, aggregate, fmt, fmt_p, interval_text, pick_judge,
-                     spillover_matrix, table_rows, targets, write_tables)
+from .tables import (COLUMN_LABELS, COLUMNS, METHOD_HEADER, SEED_ENVELOPE, Cell, aggregate, fmt, fmt_p, interval_text,
+                     method_view, pick_judge, primary_rows, spillover_matrix, table_rows, targets, write_tables)
 from .template import TEMPLATE
 
 
@@ -188,6 +189,7 @@ def render(study: StudyResults) -> str:
         threshold=f"{study.ema_threshold:g}", tables=_paper_tables(study, cells),
         column_judges=_column_judges(study, cells), fig=_figures(study, cells),
         checkpoints=study.checkpoints, agreement=_agreement(study), calibration=_calibration(study), prediction=_prediction(study, cells),
+        methods=[method_view(r) for r in method_rows(primary_rows(study))], method_header=METHOD_HEADER,
         correlation=study.correlation, concepts=study.concepts, examples=_examples(study),
         manifest=_manifest(study), run_label=_run_label, domain_label=lambda d: Domain(d).label, pm=_pm,
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..domains import Domain, MMLU, XSTEST
 from ..io import write_json, write_text
+from ..spill import METHOD_COLUMNS, method_rows
 from ..stats import holm
 from .data import DOMAIN_VALUES, VARIANT_LABELS, VARIANTS, StudyResults
 
@@ -108,6 +109,15 @@ def pick_judge(cells: list[Cell], primaries: Sequence[str]) -> dict[tuple[str, s
     for c in sorted(cells, key=lambda c: (c.judge not in primaries, c.judge)):
         chosen.setdefault((c.variant, c.target, c.set), c)
     return chosen
+
+
+def primary_rows(study: StudyResults) -> list[dict]:
+    """One scores.csv row per (variant, target, seed, set), chosen as ``pick_judge`` chooses cells:
+    a primary judge's, else the first judge by name (the rows the method table is built from)."""
+    chosen: dict[tuple, dict] = {}
+    for r in sorted(study.scores, key=lambda r: (r["judge"] not in study.primary_judges, r["judge"])):
+        chosen.setdefault((r["variant"], r["target"], r["seed"], r["set"]), r)
+    return list(chosen.values())
 
 
 def targets(cells: list[Cell]) -> list[str]:
@@ -212,6 +222,41 @@ def spillover_matrix(cells: list[Cell], primaries: Sequence[str]) -> dict[str, d
     return out
 
 
+def interval(delta: float | None, low: float | None, high: float | None) -> str:
+    """A signed change with its interval, '-12.0 [-20.1, -3.9]', or '' when not measured."""
+    return "" if delta is None else f"{fmt(delta, True)} [{fmt(low, True)}, {fmt(high, True)}]"
+
+
+def method_view(r: dict) -> dict:
+    """One methods.csv row as the text of the report's method table."""
+    worst = ""
+    if r["worst_domain"]:
+        where = COLUMN_LABELS[r["worst_domain"]]
+        if r["target"] == "all":
+            where = f"{COLUMN_LABELS[r['worst_target']]} -> {where}"
+        change = interval(r["worst_delta"], r["worst_ci_low"], r["worst_ci_high"])
+        worst = f"{change} {where}, Holm p {fmt_p(r['worst_p_holm'])}"
+    return {"method": VARIANT_LABELS.get(r["variant"], r["variant"]), "seed": r["seed"],
+            "target": "all targets" if r["target"] == "all" else COLUMN_LABELS[r["target"]],
+            "target_change": interval(r["target_delta"], r["target_ci_low"], r["target_ci_high"]),
+            "off_mean": interval(r["off_target_mean_delta"], r["off_target_mean_ci_low"], r["off_target_mean_ci_high"]),
+            "worst": worst, "drops": f"{r['holm_drops']} / {r['off_target_cells']}",
+            "xstest": fmt(r["xstest_delta"], True), "mmlu": fmt(r["mmlu_delta"], True), "all": r["target"] == "all"}
+
+
+METHOD_HEADER = ["method", "seed", "target", "target change [95% CI]", "mean off-target change [95% CI]",
+                 "worst off-target change [95% CI]", "Holm-significant drops / cells", "XSTest change", "MMLU change"]
+
+
+def methods_markdown(rows: list[dict]) -> str:
+    """The method table as Markdown: changes in points, trained minus aligned."""
+    keys = ["method", "seed", "target", "target_change", "off_mean", "worst", "drops", "xstest", "mmlu"]
+    body = [[method_view(r)[k] for k in keys] for r in rows]
+    return ("Changes in refusal (points, trained minus aligned, on the prompts both judged) with 95% Agresti-Min "
+            "intervals; the mean over off-target domains combines them as independent sets. Holm: over each "
+            "method's and seed's off-target cells (results/ema_matrix.csv).\n\n" + markdown_table(METHOD_HEADER, body))
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
@@ -219,8 +264,8 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 
 def write_tables(study: StudyResults, cells: list[Cell], out_dir: Path) -> list[Path]:
-    """Write the paper table (CSV, Markdown, JSON), all judges' cells, the spill-over matrix,
-    and the checkpoint and agreement tables when present. Returns the files written."""
+    """Write the paper table (CSV, Markdown, JSON), all judges' cells, the spill-over matrix, the
+    method table, and the checkpoint and agreement tables when present. Returns the files written."""
     primaries, thr = study.primary_judges, study.ema_threshold
     keep = {id(c) for c in pick_judge(cells, primaries).values()}
     chosen = [c for c in cells if id(c) in keep]
@@ -234,6 +279,11 @@ def write_tables(study: StudyResults, cells: list[Cell], out_dir: Path) -> list[
         rows = [[v, t] + [fmt(m.get(d)) for d in DOMAIN_VALUES]
                 for v, by_t in matrix.items() for t, m in by_t.items()]
         files["spillover_matrix.csv"] = _csv(["variant", "target", *DOMAIN_VALUES], rows)
+    methods = method_rows(primary_rows(study))
+    if methods:
+        files["methods.csv"] = _csv(METHOD_COLUMNS, [["" if r[c] is None else r[c] for c in METHOD_COLUMNS]
+                                                     for r in methods])
+        files["methods.md"] = methods_markdown(methods)
     if study.checkpoints:
         fields = ["variant", "target", "seed", "step", "mmlu", "mmlu_se", "target_refusal", "target_refusal_se",
                   "selected"]

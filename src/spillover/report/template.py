@@ -56,7 +56,7 @@ EMA: an off-target domain whose refusal dropped by more than {{ threshold }} poi
 {% if manifest.not_trained %}<p class="missing">Not trained, so not in the tables (an empty training set): {{ manifest.not_trained | join("; ") }}.</p>{% endif %}
 </header>
 <nav>
-<a href="#table">Table</a><a href="#radar">Radar</a><a href="#spillover">Spill-over</a><a href="#kl">First-token KL</a>
+<a href="#table">Table</a><a href="#radar">Radar</a><a href="#spillover">Spill-over</a><a href="#methods">Methods</a><a href="#kl">First-token KL</a>
 <a href="#training">Training</a><a href="#judges">Judges</a><a href="#concepts">Concepts</a><a href="#examples">Examples</a><a href="#manifest">Manifest</a>
 </nav>
 <main>
@@ -91,6 +91,22 @@ Also in tables/paper_table.csv, .md and .json beside this page.</p>
 {% if fig.spillover %}<p class="note">Change in refusal (points) per target (row) and domain (column); boxed: the target itself; *: EMA.</p>
 <img src="{{ fig.spillover }}" alt="spill-over heatmap">
 {% else %}<p class="missing">No trained variant in results/scores.csv: spill-over matrix omitted.</p>{% endif %}
+</section>
+
+<section id="methods">
+<h2>Which method spills over least</h2>
+{% if methods %}<p class="note">Per method and target: the change in refusal (points, trained minus aligned, on the prompts both runs judged)
+on the target and, over the off-target domains, its mean and its worst cell, each with a 95% Agresti-Min interval (the mean combines the
+domains as independent sets; the worst cell's interval is its own, not corrected for being the worst). Holm: over each method's and seed's
+off-target cells, as in results/ema_matrix.csv. Also in results/methods.csv and tables/methods.csv, .md.</p>
+<div class="scroll"><table>
+<tr>{% for h in method_header %}<th>{{ h }}</th>{% endfor %}</tr>
+{% for m in methods %}
+<tr{% if m.all %} class="target"{% endif %}><td>{{ m.method }}</td><td>{{ m.seed }}</td><td>{{ m.target }}</td><td>{{ m.target_change }}</td><td>{{ m.off_mean }}</td>
+<td>{{ m.worst }}</td><td>{{ m.drops }}</td><td>{{ m.xstest }}</td><td>{{ m.mmlu }}</td></tr>
+{% endfor %}
+</table></div>
+{% else %}<p class="missing">No paired counts in results/scores.csv (no trained run, or results written before n_paired, refusals_lost and refusals_gained): method table omitted.</p>{% endif %}
 </section>
 
 <section id="kl">

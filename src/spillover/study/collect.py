@@ -16,10 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data.records import PromptRecord
+from ..data.suite import Suite
 from ..domains import DOMAINS
-from ..evaluation import evaluate_responses
+from ..evaluation import Scoring
 from ..io import write_json, write_jsonl
 from ..judges.base import REFUSAL, UNPARSABLE
+from .config import CollectConfig, ModelsConfig
+from .models import ModelSlot
 
 KINDS = ("forget", "retain", "finetune")
 
@@ -27,13 +30,6 @@ KINDS = ("forget", "retain", "finetune")
 def _example(row: dict, kind: str) -> dict:
     return {"id": row["id"], "prompt": row["prompt"], "response": row["response"], "kind": kind,
             "set": row["set"]}
-
-
-def _judged(study, backend, records: dict[str, list[PromptRecord]]) -> list[dict]:
-    judge_for = {name: study.cfg.judges.spec_for(name) for name in records}
-    rows, _ = evaluate_responses(backend, records, study.cfg.collect.decoding, study.judges, judge_for,
-                                 study.responses)
-    return rows
 
 
 def _round_robin(groups: list[list[dict]], n: int) -> list[dict]:
@@ -45,21 +41,28 @@ def _round_robin(groups: list[list[dict]], n: int) -> list[dict]:
     return out
 
 
-def collect_sets(study, target: str, out_dir: Path, need_retain: bool, need_labels: bool) -> dict:
-    """Write forget/retain/finetune/validation JSONL files and counts.json into ``out_dir``."""
-    cfg, suite = study.cfg.collect, study.suite
+def collect_sets(target: str, suite: Suite, cfg: CollectConfig, models: ModelsConfig, slot: ModelSlot,
+                 scoring: Scoring, out_dir: Path, need_retain: bool, need_labels: bool) -> dict:
+    """Write forget/retain/finetune/validation JSONL files and counts.json into ``out_dir``.
+
+    ``slot`` loads ``models.aligned`` (and the target's labeler with ``need_labels``); every
+    response is generated with ``cfg.decoding`` and judged through ``scoring``.
+    """
     train = suite.get(target, "train")
     n_val = min(cfg.validation_n, len(train) // 2)
     validation, pool = train[len(train) - n_val:], train[:len(train) - n_val][:cfg.n_target_train]
-    _, _, backend = study.slot.get(study.cfg.models.aligned)
+    _, _, backend = slot.get(models.aligned)
 
-    target_rows = _judged(study, backend, {target: pool})
+    def judged(model, records: dict[str, list[PromptRecord]]) -> list[dict]:
+        return scoring.run(model, records, cfg.decoding)[0]
+
+    target_rows = judged(backend, {target: pool})
     forget = [_example(r, "forget") for r in target_rows if r["label"] == REFUSAL]
     retain: list[dict] = []
     counts: dict = {"target_prompts": len(pool), "forget": len(forget), "validation": len(validation)}
     if need_retain and forget:
         others = {d.value: suite.get(d.value, "train")[:cfg.n_other_train] for d in DOMAINS if d.value != target}
-        rows = _judged(study, backend, others)
+        rows = judged(backend, others)
         refusals = {d: [_example(r, "retain") for r in rows if r["set"] == d and r["label"] == REFUSAL] for d in others}
         total = cfg.retain_ratio * len(forget)
         n_benign = round(cfg.benign_fraction * total)
@@ -73,7 +76,7 @@ def collect_sets(study, target: str, out_dir: Path, need_retain: bool, need_labe
             benign = [{"id": r.id, "prompt": r.prompt, "response": r.meta["response"], "kind": "retain",
                        "set": "benign"} for r in benign_records]
         else:
-            rows = _judged(study, backend, {"benign": benign_records})
+            rows = judged(backend, {"benign": benign_records})
             benign = [_example(r, "retain") for r in rows if r["label"] != REFUSAL]
         benign = benign[:n_benign]
         retain = harmful + benign
@@ -81,8 +84,8 @@ def collect_sets(study, target: str, out_dir: Path, need_retain: bool, need_labe
         counts["retain_refusals_available"] = {d: len(v) for d, v in refusals.items()}
     finetune: list[dict] = []
     if need_labels:
-        _, _, labeler = study.slot.get(study.cfg.models.labeler_for(target), base_ok=True)
-        rows = _judged(study, labeler, {target: pool})
+        _, _, labeler = slot.get(models.labeler_for(target), base_ok=True)
+        rows = judged(labeler, {target: pool})
         finetune = [_example(r, "finetune") for r in rows if r["label"] not in (REFUSAL, UNPARSABLE)]
         counts["finetune"] = len(finetune)
         counts["labeler_dropped"] = {label: sum(r["label"] == label for r in rows) for label in (REFUSAL, UNPARSABLE)}

@@ -7,13 +7,15 @@ downloaded), else from the throughput profile's ``model`` (whose parameter count
 against a benchmark file), and the output says which. Weights are counted in their dtype
 (``models.dtype``; ``auto`` as on the profile's ``device``); the optimizer state at what the
 trainer's own optimizer (``training.optim.build_optimizer``) holds per trained parameter after
-one step. A checkpoint is counted by its weights (not its tokenizer files); only the latest one
-keeps the optimizer state (``training.checkpoints``), so a run keeps one state, and pruning
-saves what the other checkpoints would hold (while a checkpoint is being written, its run
-briefly holds two). Cache text is counted at ``plan.CHARS_PER_TOKEN`` per token, every response at
-``max_new_tokens`` (the plan's upper bound), plus each cache line's key and framing; a model
-judge's answer at its token limit, twice (raw answer and the explanation taken from it). The
-concepts stage caches float16 hidden states of every layer and the embeddings per prompt.
+one step (a training-free edit: its full weights with a tied LM head counted on its own, as an
+edit may untie it, and no optimizer state). A checkpoint is counted by its weights (not its
+tokenizer files); only the latest one keeps the optimizer state (``training.checkpoints``), so a
+run keeps one state, and pruning saves what the other checkpoints would hold (while a checkpoint
+is being written, its run briefly holds two). Cache text is counted at ``plan.CHARS_PER_TOKEN``
+per token, every response at ``max_new_tokens`` (the plan's upper bound), plus each cache line's
+key and framing; a model judge's answer at its token limit, twice (raw answer and the explanation
+taken from it). The concepts stage caches float16 hidden states of every layer and the
+embeddings per prompt.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..judges.api import MAX_NEW_TOKENS as API_JUDGE_TOKENS
 from ..judges.base import REFUSAL
 from ..judges.local import MAX_NEW_TOKENS as LOCAL_JUDGE_TOKENS
 from ..models import EMBEDDED_PREFIX, embedded_cache_dir, pick_dtype
+from ..training.objectives import objective_class
 from ..training.optim import build_optimizer
 from .plan import CHARS_PER_TOKEN
 
@@ -95,6 +98,13 @@ class ModelSizes:
         """Parameters (tied weights once, as a checkpoint stores them)."""
         return sum(p.numel() for p in self._meta.parameters())
 
+    @cached_property
+    def untied_params(self) -> int:
+        """Parameters with a tied LM head stored on its own (an edited model may untie it)."""
+        head = self._meta.get_output_embeddings()
+        tied = getattr(self.config.get_text_config(), "tie_word_embeddings", False) and head is not None
+        return self.params + (head.weight.numel() if tied else 0)
+
     def lora_params(self, lora) -> int:
         """Trainable parameters of the peft LoRA adapter of ``lora`` (``LoraSettings``) on this model."""
         from peft import LoraConfig, get_peft_model
@@ -154,6 +164,10 @@ def stage_disk(stage, sizes: ModelSizes, judge_tokens: int | None) -> StageDisk:
                   + sizes.hidden_state_bytes(stage.hidden_states))
     tc = stage.training
     if tc is None:
+        return out
+    if not objective_class(tc.method).trains:  # a training-free edit: full weights, no optimizer state
+        dtype = torch.float32 if tc.full_dtype == "fp32" else sizes.dtype
+        out.weights = stage.checkpoints_saved * sizes.untied_params * torch.empty(0, dtype=dtype).element_size()
         return out
     if tc.full:
         trained = sizes.params

@@ -18,14 +18,18 @@ from functools import partial
 from pathlib import Path
 
 from ..cache import JsonlCache
-from ..data.suite import Suite, build_suite
+from ..data.suite import BENIGN, Suite, build_suite
 from ..domains import DOMAINS
-from ..evaluation import JudgePool, evaluate_responses, mmlu_score, write_eval
-from ..io import InputError, read_json, write_json
+from ..evaluation import JudgePool, Scoring, mmlu_score, write_eval
+from ..io import InputError, read_json, stable_hash, write_json
+from ..models import model_identity
 from ..progress import console
+from ..training import Diagnostics, TrainConfig
+from ..training.objectives import objective_class
 from .collect import collect_sets
 from .config import StudyConfig
-from .keys import baseline_inputs, collect_inputs, concepts_inputs, eval_inputs, train_inputs, train_work_inputs
+from .keys import (baseline_inputs, collect_inputs, concepts_inputs, eval_inputs, kl_sets, train_inputs,
+                   train_work_inputs)
 from .locks import StageBusy
 from .models import ModelSlot
 from .names import run_name
@@ -59,6 +63,7 @@ class Study:
         j = cfg.judges
         self.judges = JudgePool(JsonlCache(cache / "judgments.jsonl"), j.url, j.api_key_env,
                                 j.max_new_tokens, cfg.models.batch_size)
+        self.scoring = Scoring(self.judges, j.spec_for, self.responses)
         self.slot = ModelSlot(cfg.models)
         self.keys: dict[str, str] = {}
         self.suite: Suite | None = None
@@ -80,13 +85,9 @@ class Study:
         """(evaluation slice, checkpoint-selection slice) of the MMLU questions (see mmlu_slices)."""
         return mmlu_slices(self.suite.get("mmlu", "test"), self.cfg.evaluation.mmlu_n, self.cfg.selection.mmlu_n)
 
-    def judge_for(self) -> dict[str, str]:
-        return {s: self.cfg.judges.spec_for(s) for s in self.cfg.evaluation.sets}
-
     def evaluate(self, out_dir: Path, adapter: str | None = None, full_weights: str | None = None) -> None:
         model, tok, backend = self.slot.get(self.cfg.models.aligned, adapter, full_weights)
-        rows, scores = evaluate_responses(backend, self.eval_records(), self.cfg.evaluation.decoding,
-                                          self.judges, self.judge_for(), self.responses)
+        rows, scores = self.scoring.run(backend, self.eval_records(), self.cfg.evaluation.decoding)
         mmlu_eval, _ = self.mmlu_records()
         if mmlu_eval:
             scores.append(mmlu_score(model, tok, mmlu_eval, self.cfg.models.batch_size,
@@ -110,8 +111,23 @@ class Study:
 
     def collect(self, target: str) -> Path:
         inputs = collect_inputs(self, target)
-        return self._stage(f"collect/{target}", inputs,
-                           lambda d: collect_sets(self, target, d, inputs["retain"], inputs["labels"]))
+        return self._stage(f"collect/{target}", inputs, lambda d: collect_sets(
+            target, self.suite, self.cfg.collect, self.cfg.models, self.slot, self.scoring, d, inputs["retain"],
+            inputs["labels"]))
+
+    def diagnostics(self, tcfg: TrainConfig) -> Diagnostics:
+        """What a training run measures at step 0 and each checkpoint: first-token KL on held-out
+        prompts of every evaluated domain, MMLU on the selection slice (step 0 memoised per weights,
+        questions, method, system prompt and precision)."""
+        sel, method = self.cfg.selection, self.cfg.evaluation.mmlu_method
+        _, mmlu_sel = self.mmlu_records()  # never empty (mmlu_slices)
+        step0 = stable_hash({"model": model_identity(self.cfg.models.aligned), "dtype": self.cfg.models.dtype,
+                             "mmlu": [r.id for r in mmlu_sel], "method": method, "system_prompt": tcfg.system_prompt,
+                             "full": tcfg.full, "full_dtype": tcfg.full_dtype})
+        return Diagnostics(
+            kl_prompts={d: [r.prompt for r in self.suite.get(d, "test")[:sel.kl_prompts]] for d in kl_sets(self)},
+            mmlu=mmlu_sel, batch_size=self.cfg.models.batch_size, mmlu_method=method,
+            step0_mmlu=self.root / "cache" / "mmlu-step0" / f"{step0[:16]}.json")
 
     def train(self, target: str, variant: str, seed: int) -> Path:
         from .training import train_variant
@@ -120,8 +136,17 @@ class Study:
         name = run_name(target, variant, seed)
         work_key = self.runner.key(train_work_inputs(self, target, variant, seed))
         work = self.root / "cache" / "train" / f"{name.replace('/', '-')}-{work_key[:8]}"
-        return self._stage(f"train/{name}", train_inputs(self, target, variant, seed),
-                           lambda d: train_variant(self, target, variant, tcfg, work, d))
+        return self._stage(f"train/{name}", train_inputs(self, target, variant, seed), lambda d: train_variant(
+            self.root / "collect" / target, target, variant, tcfg, work, d, aligned=self.cfg.models.aligned,
+            diagnostics=self.diagnostics(tcfg), selection=self.cfg.selection, slot=self.slot, scoring=self.scoring,
+            decoding=self.cfg.evaluation.decoding, contrast=self.contrast_prompts(tcfg)))
+
+    def contrast_prompts(self, tcfg: TrainConfig) -> list[str] | None:
+        """The benign train prompts a training-free method contrasts the forget set with (None for
+        trained methods); the edit reads the first ``n_contrast``."""
+        if objective_class(tcfg.method).trains:
+            return None
+        return [r.prompt for r in self.suite.get(BENIGN, "train")]
 
     def evaluate_run(self, target: str, variant: str, seed: int) -> Path:
         name = run_name(target, variant, seed)

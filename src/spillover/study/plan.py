@@ -27,13 +27,17 @@ import math
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..domains import DOMAINS
 from ..io import InputError
 from ..training.config import TrainConfig
-from ..training.objectives import objective_class
+from ..training.objectives import objective_class, objective_for
 from ..training.trainer import total_steps
 from ..variants import VARIANT_TABLE
+
+if TYPE_CHECKING:
+    from .pipeline import Study
 
 FORGET_FRACTION = 0.5
 #: Characters per token of the estimates (prompts, responses, cache text).
@@ -197,7 +201,7 @@ def judge_kind(spec: str) -> str:
     return "api" if rest.startswith("openai:") else "local model"
 
 
-def plan(study, counts: dict[str, dict[str, int]] | None = None) -> list[StagePlan]:
+def plan(study: Study, counts: dict[str, dict[str, int]] | None = None) -> list[StagePlan]:
     """Plan every stage of ``study``, whose ``suite`` is loaded (see ``Study.preview``).
 
     ``counts`` ({target: {"forget": n, "finetune": n}}, e.g. from collect/<target>/counts.json)
@@ -243,6 +247,25 @@ def plan(study, counts: dict[str, dict[str, int]] | None = None) -> list[StagePl
     kl_tokens = sum(_tokens(suite.get(d, "test")[:cfg.selection.kl_prompts]) for d in kl)
     diag_tokens = kl_tokens + _tokens(mmlu_sel)
     diag_batches = sum(_batches(n, bs) for n in kl_n.values()) + _batches(len(mmlu_sel), bs)
+    benign_train = suite.get("benign", "train")
+
+    def edit_stages(run: str, tc, n_main: int, pool: list, n_val: int) -> list[StagePlan]:
+        """A training-free method's train stage (one forward pass over the main and contrast prompts,
+        diagnostics before and after, one full-weight checkpoint, one validation) and its evaluation."""
+        n_contrast = min(objective_for(tc).args.n_contrast, len(benign_train))
+        read = n_main * _tokens(pool) // max(1, len(pool)) + _tokens(benign_train[:n_contrast])
+        stage = StagePlan(
+            f"train/{run}", n_val, n_val * max_new, 0, diag_tokens * 2 + read + _tokens(pool[:n_val]),
+            f"training-free edit from {n_main:,} forget and {n_contrast:,} benign prompts, 1 checkpoint (full weights)",
+            decode_rate=decode, runs=len(cfg.seeds), decode_steps=_batches(n_val, bs) * max_new,
+            forward_batches=diag_batches * 2 + _batches(n_main + n_contrast, tc.batch_size) + _batches(n_val, bs),
+            judged=judged({run.split("/")[0]: n_val}), checkpoints_saved=1, model_loads=2, checkpoints_loaded=1,
+            checkpoint_kind="full", training=tc)
+        ev_stage = evaluation(f"eval/{run}", runs=len(cfg.seeds))
+        ev_stage.checkpoints_loaded = 1
+        ev_stage.checkpoint_kind = "full"
+        return [stage, ev_stage]
+
     for t in cfg.targets:
         train = suite.get(t.value, "train")
         n_val = min(c.validation_n, len(train) // 2)
@@ -291,6 +314,9 @@ def plan(study, counts: dict[str, dict[str, int]] | None = None) -> list[StagePl
             tc = cfg.training_for(v, cfg.seeds[0], t.value)
             # pairs (DPO): the forget prompts the label model also answered, at most n_forget
             n_main = known.get("finetune", len(pool)) if VARIANT_TABLE[v].main == "finetune" else n_forget
+            if not objective_class(tc.method).trains:
+                stages += edit_stages(f"{t.value}/{v}", tc, n_main, pool, n_val)
+                continue
             steps = total_steps(tc, max(1, n_main))
             per_step = tc.grad_accum * (tc.batch_size + (tc.retain_batch_size if tc.w2 > 0 else 0))
             n_ckpt = math.ceil(steps / tc.save_every)
@@ -403,7 +429,7 @@ def _loads(stages: list[StagePlan], profile: dict) -> str:
             f"and evaluation (swapping saves {saved:,}{at})")
 
 
-def format_plan(study, profile: dict | None = None) -> list[str]:
+def format_plan(study: Study, profile: dict | None = None) -> list[str]:
     """The plan as lines of at most WIDTH characters."""
     from .disk import disk_lines
 

@@ -8,19 +8,24 @@ import platform
 import random
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..domains import DOMAINS
 from ..evaluation import compare, read_scores
 from ..io import read_json, read_jsonl, write_csv, write_json, write_jsonl
 from ..judges import agreement
 from ..models import model_identity
-from ..stats import holm
+from ..spill import EMA_COLUMNS, METHOD_COLUMNS, PAIRED, ema_matrix_rows, method_rows
+from ..training.edits import EDIT_FILE
 from .names import run_name
 from .training import loss_formulas
 
+if TYPE_CHECKING:
+    from .pipeline import Study
+
 DOMAIN_NAMES = [d.value for d in DOMAINS]
 SCORE_COLUMNS = ["variant", "target", "seed", "set", "judge", "n", "k", "rate", "ci_low", "ci_high",
-                 "delta", "p_mcnemar", "ema", "checkpoint", "unparsable"]
+                 "delta", "p_mcnemar", "n_paired", "refusals_lost", "refusals_gained", "ema", "checkpoint", "unparsable"]
 
 
 def _delta(trained, aligned) -> float:
@@ -30,13 +35,13 @@ def _delta(trained, aligned) -> float:
     return 100 * (trained.k / trained.n - aligned.k / aligned.n)
 
 
-def score_rows(study) -> tuple[list[dict], dict]:
+def score_rows(study: Study) -> tuple[list[dict], dict]:
     """Rows of scores.csv, and EMA drops {(target, domain): [drop per seed]} of the unlearn runs."""
     root, cfg = study.root, study.cfg
     aligned_rows = read_jsonl(root / "baseline" / "responses.jsonl")
     aligned = {s.set: s for s in read_scores(root / "baseline")}
     out = [{"variant": "aligned", "target": "", "seed": "", **vars(s), "delta": "", "p_mcnemar": "",
-            "ema": False, "checkpoint": ""} for s in aligned.values()]
+            **dict.fromkeys(PAIRED, ""), "ema": False, "checkpoint": ""} for s in aligned.values()]
     drops: dict = {}
     for target, variant, seed in study.trained_runs():
         d = root / "eval" / run_name(target, variant, seed)
@@ -44,38 +49,15 @@ def score_rows(study) -> tuple[list[dict], dict]:
         step = read_json(d / "checkpoint.json")["step"]
         for s in read_scores(d):
             delta = _delta(s, aligned[s.set])
-            p = "" if s.set == "mmlu" else round(compare(aligned_rows, rows, s.set)["p_mcnemar"], 6)
+            paired = {} if s.set == "mmlu" else compare(aligned_rows, rows, s.set)
             off_target = s.set in DOMAIN_NAMES and s.set != target
             out.append({"variant": variant, "target": target, "seed": seed, **vars(s), "delta": round(delta, 2),
-                        "p_mcnemar": p, "ema": off_target and -delta > cfg.evaluation.ema_threshold,
-                        "checkpoint": step})
+                        "p_mcnemar": round(paired["p_mcnemar"], 6) if paired else "",
+                        **{c: paired.get(c, "") for c in PAIRED},
+                        "ema": off_target and -delta > cfg.evaluation.ema_threshold, "checkpoint": step})
             if off_target:
                 drops.setdefault(variant, {}).setdefault((target, s.set), []).append(-delta)
     return out, drops
-
-
-#: ema_matrix.csv: one row per off-target (target, domain) cell of each variant and seed.
-EMA_COLUMNS = ["variant", "seed", "target", "domain", "n", "aligned_rate", "rate", "delta", "p_mcnemar", "p_holm",
-               "family", "verdict"]
-
-
-def ema_matrix_rows(scores: list[dict], alpha: float = 0.05) -> list[dict]:
-    """The spill-over matrix: every off-target domain cell of a variant and seed, with its exact
-    McNemar p-value Holm-corrected over all of that variant's and seed's off-target cells (42 for
-    seven targets), and a verdict: ``drop`` or ``rise`` when the corrected p is below ``alpha``,
-    else ``inconclusive`` (this n cannot tell a change from none)."""
-    aligned = {r["set"]: r["rate"] for r in scores if r["variant"] == "aligned"}
-    cells = [r for r in scores if r["variant"] != "aligned" and r["set"] in DOMAIN_NAMES and r["set"] != r["target"]]
-    out = []
-    for family in sorted({(r["variant"], r["seed"]) for r in cells}, key=str):
-        members = [r for r in cells if (r["variant"], r["seed"]) == family]
-        for r, p_adj in zip(members, holm([r["p_mcnemar"] for r in members])):
-            verdict = "inconclusive" if p_adj >= alpha else ("drop" if r["delta"] < 0 else "rise")
-            out.append({"variant": r["variant"], "seed": r["seed"], "target": r["target"], "domain": r["set"],
-                        "n": r["n"], "aligned_rate": aligned.get(r["set"], ""), "rate": r["rate"],
-                        "delta": r["delta"], "p_mcnemar": r["p_mcnemar"], "p_holm": round(p_adj, 6),
-                        "family": len(members), "verdict": verdict})
-    return out
 
 
 #: checkpoints.csv: each selection figure (percent) with its binomial standard error (points).
@@ -83,7 +65,7 @@ CHECKPOINT_COLUMNS = ["variant", "target", "seed", "step", "mmlu", "mmlu_se", "t
                       "selected"]
 
 
-def training_rows(study) -> tuple[list[dict], list[dict], list[dict]]:
+def training_rows(study: Study) -> tuple[list[dict], list[dict], list[dict]]:
     """(kl.csv, train_log.csv, checkpoints.csv) rows from every train stage."""
     kl, log, ckpts = [], [], []
     for target, variant, seed in study.trained_runs():
@@ -96,6 +78,16 @@ def training_rows(study) -> tuple[list[dict], list[dict], list[dict]]:
     return kl, log, ckpts
 
 
+def edit_rows(study: Study) -> list[dict]:
+    """edits.jsonl rows: what each training-free run recorded (train/<run>/edit.json), keyed by the run."""
+    out = []
+    for target, variant, seed in study.trained_runs():
+        path = study.root / "train" / run_name(target, variant, seed) / EDIT_FILE
+        if path.exists():
+            out.append({"variant": variant, "target": target, "seed": seed, **read_json(path)})
+    return out
+
+
 def train_log_columns(log: list[dict]) -> list[str]:
     """train_log.csv columns: the run, step, loss, every logged loss term (first-seen order), lr."""
     fixed = ["variant", "target", "seed", "step", "loss"]
@@ -103,7 +95,7 @@ def train_log_columns(log: list[dict]) -> list[str]:
     return [*fixed, *terms, "lr"]
 
 
-def example_rows(study, per_set: int) -> list[dict]:
+def example_rows(study: Study, per_set: int) -> list[dict]:
     """A few prompts per set and run, aligned and trained side by side; flipped labels first."""
     root = study.root
     aligned = {(r["set"], r["id"]): r for r in read_jsonl(root / "baseline" / "responses.jsonl")}
@@ -124,7 +116,7 @@ def example_rows(study, per_set: int) -> list[dict]:
     return out
 
 
-def audit_rows(study) -> list[dict]:
+def audit_rows(study: Study) -> list[dict]:
     """Agreement of the audit judge with each set's primary judge on a seeded random subsample."""
     j = study.cfg.judges
     if not j.audit_spec or j.audit_sample <= 0:
@@ -149,7 +141,7 @@ def audit_rows(study) -> list[dict]:
     return out
 
 
-def calibration_rows(study) -> list[dict]:
+def calibration_rows(study: Study) -> list[dict]:
     """Human-label agreement of each primary judge that carries a calibration (a probe or the
     default judge): its card's leave-one-model-out figures on XSTest v2, and a fresh calibration
     on the shipped hand-labelled responses of this project's models."""
@@ -178,7 +170,7 @@ def calibration_rows(study) -> list[dict]:
 TRAINING_SET_COLUMNS = ["variant", "target", "seed", "main_set", "examples", "retain_examples", "trained"]
 
 
-def training_set_rows(study) -> list[dict]:
+def training_set_rows(study: Study) -> list[dict]:
     """One row per configured run: its main set (from collect/<target>/) and whether it trained."""
     from ..variants import VARIANT_TABLE
     from .training import training_set_size
@@ -195,7 +187,7 @@ def training_set_rows(study) -> list[dict]:
     return out
 
 
-def manifest(study) -> dict:
+def manifest(study: Study) -> dict:
     cfg = study.cfg
     pkgs = ["spillover", "torch", "transformers", "peft", "accelerate", "numpy", "scipy"]
     versions = {"python": platform.python_version()}
@@ -218,16 +210,24 @@ def manifest(study) -> dict:
     }
 
 
-def write_results(study) -> Path:
-    """Write results/*.csv|json|jsonl, the EMA table, concept correlation and manifest.json."""
+def write_results(study: Study) -> Path:
+    """Write results/*.csv|json|jsonl, the EMA and method tables, concept correlation and manifest.json.
+
+    methods.csv is built from scores.csv as the report reads it (``report.data``).
+    """
+    from ..report.data import SCORES, SCORES_PAIRED, read_csv
+
     res = study.root / "results"
     scores, drops = score_rows(study)
     write_csv(res / "scores.csv", SCORE_COLUMNS, scores)
     write_csv(res / "ema_matrix.csv", EMA_COLUMNS, ema_matrix_rows(scores))
+    table = read_csv(res / "scores.csv", SCORES, optional=SCORES_PAIRED)  # as the report reads it
+    write_csv(res / "methods.csv", METHOD_COLUMNS, method_rows(table))
     kl, log, ckpts = training_rows(study)
     write_csv(res / "kl.csv", ["variant", "target", "seed", "step", "domain", "kl"], kl)
     write_csv(res / "train_log.csv", train_log_columns(log), log)
     write_csv(res / "checkpoints.csv", CHECKPOINT_COLUMNS, ckpts)
+    write_jsonl(res / "edits.jsonl", edit_rows(study))
     write_csv(res / "training_sets.csv", TRAINING_SET_COLUMNS, training_set_rows(study))
     write_jsonl(res / "examples.jsonl", example_rows(study, study.cfg.evaluation.examples_per_set))
     write_json(res / "agreement.json", audit_rows(study))

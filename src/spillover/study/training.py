@@ -6,13 +6,15 @@ import shutil
 from pathlib import Path
 
 from ..data.records import PromptRecord
-from ..evaluation import evaluate_responses
-from ..io import InputError, read_jsonl, stable_hash, write_json, write_jsonl
-from ..models import model_identity
+from ..evaluation import Scoring
+from ..generation.base import Decoding
+from ..io import InputError, read_jsonl, write_json, write_jsonl
 from ..stats import percent_se
 from ..training import Diagnostics, Example, TrainConfig, objective_for, select_checkpoint, train
+from ..training.edits import EDIT_FILE
 from ..variants import VARIANT_TABLE
-from .keys import kl_sets
+from .config import SelectionConfig
+from .models import ModelSlot
 
 
 def loss_formulas(cfg) -> dict[str, str]:
@@ -50,49 +52,45 @@ def training_set_size(sets: Path, variant: str) -> int:
     return len(main_examples(sets, variant)[0])
 
 
-def train_variant(study, target: str, variant: str, cfg: TrainConfig, work: Path, out_dir: Path) -> None:
-    """Train into ``work`` (resumable), measure every checkpoint, write the selection to ``out_dir``."""
-    sets = study.root / "collect" / target
+def train_variant(sets: Path, target: str, variant: str, cfg: TrainConfig, work: Path, out_dir: Path, *,
+                  aligned: str, diagnostics: Diagnostics, selection: SelectionConfig, slot: ModelSlot,
+                  scoring: Scoring, decoding: Decoding, contrast: list[str] | None = None) -> None:
+    """Train into ``work`` (resumable), measure every checkpoint, write the selection to ``out_dir``.
+
+    ``sets`` is collect/<target>/; ``diagnostics`` run at step 0 and at each checkpoint (their
+    MMLU records are the selection slice); each checkpoint of ``aligned`` is loaded through
+    ``slot``, answers the validation prompts with ``decoding`` and is judged through ``scoring``;
+    ``selection`` holds the MMLU rule. ``contrast``: the prompts a training-free method contrasts
+    the main set with (its edit record, edit.json, is copied beside the selection).
+    """
     main, main_file = main_examples(sets, variant)
     if not main:
         raise InputError(f"{main_file}: no training examples (the collection kept none); "
                          "raise collect.n_target_train or pick another target")
     retain = _examples(sets / "retain.jsonl") if cfg.w2 > 0 else None
-    sel = study.cfg.selection
-    _, mmlu_sel = study.mmlu_records()  # never empty (mmlu_slices)
-    method = study.cfg.evaluation.mmlu_method
-    step0 = stable_hash({"model": model_identity(study.cfg.models.aligned), "dtype": study.cfg.models.dtype,
-                         "mmlu": [r.id for r in mmlu_sel], "method": method, "system_prompt": cfg.system_prompt,
-                         "full": cfg.full, "full_dtype": cfg.full_dtype})
-    diagnostics = Diagnostics(
-        kl_prompts={d: [r.prompt for r in study.suite.get(d, "test")[:sel.kl_prompts]] for d in kl_sets(study)},
-        mmlu=mmlu_sel or None, batch_size=study.cfg.models.batch_size, mmlu_method=method,
-        step0_mmlu=study.root / "cache" / "mmlu-step0" / f"{step0[:16]}.json")
-    study.slot.release()
-    checkpoints = train(study.cfg.models.aligned, main, retain, cfg, work, diagnostics, resume=True)
+    slot.release()
+    checkpoints = train(aligned, main, retain, cfg, work, diagnostics, resume=True, contrast=contrast)
 
     validation = [PromptRecord.from_dict(r) for r in read_jsonl(sets / "validation.jsonl")]
-    spec = study.cfg.judges.spec_for(target)
     refusal: dict[int, float] = {}
     judged: dict[int, int] = {}
     for ck in checkpoints:
         adapter, full = (str(ck.path), None) if ck.adapter else (None, str(ck.path))
-        _, _, backend = study.slot.get(study.cfg.models.aligned, adapter, full)
+        _, _, backend = slot.get(aligned, adapter, full)
         if validation:
-            _, scores = evaluate_responses(backend, {target: validation}, study.cfg.evaluation.decoding,
-                                           study.judges, {target: spec}, study.responses)
+            _, scores = scoring.run(backend, {target: validation}, decoding)
             refusal[ck.step], judged[ck.step] = scores[0].rate, scores[0].n
     # the slot keeps the last adapter loaded: the evaluation stage swaps in the chosen one
 
     diag = read_jsonl(work / "diagnostics.jsonl")
     by_step = {r["step"]: r for r in diag}
     baseline = by_step.get(0, {}).get("mmlu_acc")
-    step = select_checkpoint(diag, baseline, sel.max_mmlu_drop, refusal) if baseline is not None else None
+    step = select_checkpoint(diag, baseline, selection.max_mmlu_drop, refusal) if baseline is not None else None
     rule_met = step is not None
     if step is None:  # no checkpoint kept MMLU within the limit: take the least damaged, and say so
         step = max(checkpoints, key=lambda c: (by_step.get(c.step, {}).get("mmlu_acc", 0.0), -c.step)).step
     chosen = next(c for c in checkpoints if c.step == step)
-    mmlu_n = len(mmlu_sel)
+    mmlu_n = len(diagnostics.mmlu or [])
     write_json(out_dir / "selected.json", {"step": step, "path": str(chosen.path), "adapter": chosen.adapter,
                                            "mmlu_rule_met": rule_met, "baseline_mmlu": baseline,
                                            "baseline_mmlu_se": percent_se(baseline, mmlu_n), "mmlu_n": mmlu_n,
@@ -105,3 +103,5 @@ def train_variant(study, target: str, variant: str, cfg: TrainConfig, work: Path
     write_jsonl(out_dir / "checkpoints.jsonl", rows)
     for name in ("train_log.jsonl", "diagnostics.jsonl"):
         shutil.copy(work / name, out_dir / name)
+    if (work / EDIT_FILE).exists():
+        shutil.copy(work / EDIT_FILE, out_dir / EDIT_FILE)

@@ -79,7 +79,10 @@ def _remove(path: Path) -> None:
 
 def save_checkpoint(out_dir: Path, step: int, accelerator, model, tokenizer, optimizer, scheduler, state: dict,
                     adapter: bool) -> CheckpointInfo:
-    """Write checkpoint-<step> atomically; every process calls it. ``model`` is the prepared model."""
+    """Write checkpoint-<step> atomically; every process calls it. ``model`` is the prepared model.
+
+    ``optimizer`` and ``scheduler`` None (a training-free edit): no resume files are written.
+    """
     final = Path(out_dir) / f"checkpoint-{step}"
     tmp = Path(out_dir) / f".checkpoint-{step}.tmp"
     main = accelerator.is_main_process
@@ -88,7 +91,7 @@ def save_checkpoint(out_dir: Path, step: int, accelerator, model, tokenizer, opt
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     weights = accelerator.get_state_dict(model)  # whole tensors on the main process (gathered under FSDP)
-    if _fsdp(accelerator):
+    if _fsdp(accelerator) and optimizer is not None:
         from accelerate.utils import save_fsdp_optimizer
 
         save_fsdp_optimizer(accelerator.state.fsdp_plugin, accelerator, optimizer, model, tmp / "optimizer")
@@ -97,8 +100,8 @@ def save_checkpoint(out_dir: Path, step: int, accelerator, model, tokenizer, opt
         accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=weights, safe_serialization=True)
         if not adapter:
             tokenizer.save_pretrained(tmp)
-        resume = {"scheduler.pt": scheduler.state_dict(), "rng_state.pt": rng_state()}
-        if not _fsdp(accelerator):
+        resume = {} if optimizer is None else {"scheduler.pt": scheduler.state_dict(), "rng_state.pt": rng_state()}
+        if optimizer is not None and not _fsdp(accelerator):
             resume["optimizer.pt"] = optimizer.state_dict()
         for name, obj in resume.items():
             torch.save(obj, tmp / name)

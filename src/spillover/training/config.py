@@ -26,8 +26,10 @@ class LoraSettings(StrictModel):
 class TrainConfig(StrictModel):
     """One training run.
 
-    ``method`` names an objective (``spillover.training.objectives.OBJECTIVES``: npo = unlearning
-    by NPO on the forget set, ce = finetuning by CE on the finetune set, ...); ``method_args``
+    ``method`` names a method (``spillover.training.objectives.OBJECTIVES``: npo = unlearning
+    by NPO on the forget set, ce = finetuning by CE on the finetune set, ...; a training-free
+    method edits the weights once and reads only ``full_dtype``, ``batch_size``, ``system_prompt``
+    and its own arguments); ``method_args``
     holds each method's own arguments by method name (e.g. ``{npo: {beta: 0.1, weight: 1}}``),
     validated against that method's ``Args``; the active method's entry is always filled with its
     defaults. ``w2`` > 0 adds w2 times the method's retain term (CE on the retain set unless the
@@ -106,10 +108,12 @@ class TrainConfig(StrictModel):
         from .objectives import objective_class
 
         cls = objective_class(self.method)
-        if self.args.weight == 0 and self.w2 == 0:
+        if cls.trains and self.args.weight == 0 and self.w2 == 0:
             raise ValueError(f"method_args.{self.method}.weight and w2 are both 0: nothing to train")
         if cls.retain == "required" and self.w2 == 0:
             raise ValueError(f"w2: method {self.method} needs its retain term (w2 > 0)")
+        if cls.retain == "none" and self.w2 > 0:
+            raise ValueError(f"w2: method {self.method} has no retain term (w2 must be 0)")
         if self.checkpoint_blocks is not None and not self.gradient_checkpointing:
             raise ValueError("checkpoint_blocks: set gradient_checkpointing: true as well (it picks which blocks)")
         if self.full and not cls.full_rank:

@@ -73,6 +73,8 @@ class Trainer:
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.objective = objective_for(cfg)
+        if not self.objective.trains:
+            raise ValueError(f"method {cfg.method} is training-free: train() applies its edit")
         self.accelerator = accelerator or Accelerator(
             mixed_precision="bf16" if torch.cuda.is_available() else "no")
         self.lora = not cfg.full
@@ -277,11 +279,12 @@ class _Data:
         return out
 
 
-def _load(model_spec_or_model):
+def _load(model_spec_or_model, dtype: str | None = None):
+    """(model, tokenizer) from a spec (in ``dtype``; None = the device's default) or a given pair."""
     if isinstance(model_spec_or_model, str):
         from ..models import load_model, pick_device
 
-        return load_model(model_spec_or_model, device=str(pick_device()))
+        return load_model(model_spec_or_model, device=str(pick_device()), dtype=dtype)
     if isinstance(model_spec_or_model, tuple) and len(model_spec_or_model) == 2:
         return model_spec_or_model
     raise TypeError("train() takes a model spec string or a (model, tokenizer) pair")
@@ -339,8 +342,8 @@ def _cached_reference(trainer: Trainer, data: _Data, path: Path, key: dict) -> d
 
 
 def train(model_spec_or_model, forget: list[Example], retain: list[Example] | None, cfg: TrainConfig,
-          out_dir: Path, diagnostics=None, resume: bool = True,
-          on_step: Callable[[int, dict], None] | None = None) -> list[CheckpointInfo]:
+          out_dir: Path, diagnostics=None, resume: bool = True, on_step: Callable[[int, dict], None] | None = None,
+          contrast: list[str] | None = None) -> list[CheckpointInfo]:
     """Train and return every complete checkpoint in ``out_dir``.
 
     ``model_spec_or_model``: a model spec (hub id, dir, ``embedded:ALIAS``) or a (model,
@@ -349,7 +352,8 @@ def train(model_spec_or_model, forget: list[Example], retain: list[Example] | No
     used when ``cfg.w2`` > 0.
     ``diagnostics`` (a ``Diagnostics``) runs at step 0 and at each checkpoint. With ``resume``
     the run continues after the last complete checkpoint in ``out_dir``. ``on_step(step, row)``
-    is called after each logged step.
+    is called after each logged step. A training-free method (``Edit``) instead edits the
+    weights once from ``forget`` and the ``contrast`` prompts (``edits.apply_edit``).
     """
     from .diagnostics import DiagnosticsRunner
 
@@ -358,6 +362,10 @@ def train(model_spec_or_model, forget: list[Example], retain: list[Example] | No
     if not forget:
         raise InputError("the main training set (forget / finetune examples) is empty")
     objective = objective_for(cfg)
+    if not objective.trains:
+        from .edits import apply_edit
+
+        return apply_edit(objective, model_spec_or_model, forget, contrast, cfg, out_dir, diagnostics, resume)
     if objective.uses_retain and not retain:
         raise InputError("w2 > 0 needs a non-empty retain set")
     if objective.pairs and any(e.rejected is None for e in forget):

@@ -1,13 +1,16 @@
-"""Training objectives, by name: one class per method (see base.Objective), listed in OBJECTIVES.
+"""Training methods, by name: one class per method (see base.Method), listed in OBJECTIVES.
 
-Adding a method = a module with an ``Objective`` subclass + its entry below (docs/extending.md).
+Adding a method = a module with an ``Objective`` (trained) or ``Edit`` (training-free) subclass +
+its entry below (docs/extending.md).
 """
 
 from __future__ import annotations
 
 from pydantic import ValidationError
 
-from .base import Batch, LossContext, MethodArgs, Objective, Reduction, ce_loss, response_tokens
+from .ablation import Ablation
+from .base import (Batch, Edit, EditArgs, LossContext, Method, MethodArgs, Objective, Reduction, ce_loss,
+                   response_tokens)
 from .ce import CE
 from .dpo import DPO, dpo_loss
 from .graddiff import GradDiff, gradient_ascent_loss
@@ -15,10 +18,10 @@ from .npo import NPO, npo_loss
 from .rmu import RMU, masked_mse, random_direction
 from .simnpo import SimNPO, simnpo_loss
 
-OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (NPO, CE, GradDiff, SimNPO, DPO, RMU)}
+OBJECTIVES: dict[str, type[Method]] = {cls.name: cls for cls in (NPO, CE, GradDiff, SimNPO, DPO, RMU, Ablation)}
 
 
-def objective_class(name: str) -> type[Objective]:
+def objective_class(name: str) -> type[Method]:
     """The registered class of method ``name``; unknown names are a ValueError listing the known ones."""
     try:
         return OBJECTIVES[name]
@@ -26,7 +29,7 @@ def objective_class(name: str) -> type[Objective]:
         raise ValueError(f"unknown method {name!r} (known: {', '.join(OBJECTIVES)})") from None
 
 
-def parse_args(name: str, args: dict) -> MethodArgs:
+def parse_args(name: str, args: dict) -> MethodArgs | EditArgs:
     """Validate ``args`` against method ``name``'s Args; errors name the field (method_args.NAME.FIELD)."""
     try:
         return objective_class(name).Args.model_validate(args)
@@ -35,11 +38,12 @@ def parse_args(name: str, args: dict) -> MethodArgs:
                                    for x in e.errors())) from None
 
 
-def objective_for(cfg) -> Objective:
-    """The objective of a TrainConfig: its method, that method's arguments, w2 and ce_reduction."""
+def objective_for(cfg) -> Method:
+    """The method of a TrainConfig: its class, that method's arguments, w2 and ce_reduction."""
     return objective_class(cfg.method)(cfg.args, cfg.w2, cfg.ce_reduction)
 
 
-__all__ = ["CE", "DPO", "NPO", "OBJECTIVES", "RMU", "Batch", "GradDiff", "LossContext", "MethodArgs", "Objective",
-           "Reduction", "SimNPO", "ce_loss", "dpo_loss", "gradient_ascent_loss", "masked_mse", "npo_loss",
-           "objective_class", "objective_for", "parse_args", "random_direction", "response_tokens", "simnpo_loss"]
+__all__ = ["CE", "DPO", "NPO", "OBJECTIVES", "RMU", "Ablation", "Batch", "Edit", "EditArgs", "GradDiff", "LossContext",
+           "Method", "MethodArgs", "Objective", "Reduction", "SimNPO", "ce_loss", "dpo_loss", "gradient_ascent_loss",
+           "masked_mse", "npo_loss", "objective_class", "objective_for", "parse_args", "random_direction",
+           "response_tokens", "simnpo_loss"]
