@@ -14,7 +14,7 @@ DATA_DIR = Path(os.environ.get("SPILLOVER_DATA_DIR", REPO.parent / "shared" / "d
 @pytest.fixture(autouse=True)
 def _fresh_accelerate_state():
     """Each test picks its own device: accelerate's process-wide state is otherwise fixed by the
-    first Accelerator of the session (a CPU one made a GPU machine's later tests run on the CPU)."""
+    first Accelerator of the test run (a CPU one made a GPU machine's later tests run on the CPU)."""
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)
