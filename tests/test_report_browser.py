@@ -50,7 +50,7 @@ def test_report_opens_in_chromium(tmp_path):
     check = json.loads(htmllib.unescape(found.group(1)))
     assert check["images"] == 9 and check["decoded"] == check["images"]
     assert check["errors"] == []
-    assert check["sections"] == ["table", "radar", "spillover", "kl", "training", "judges", "concepts",
+    assert check["sections"] == ["table", "radar", "spillover", "methods", "kl", "training", "judges", "concepts",
                                  "examples", "manifest"]
     assert check["hiddenExamples"]
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
