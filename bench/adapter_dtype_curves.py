@@ -14,6 +14,7 @@ same dtype: "within noise" means the first is no larger than the second.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import tempfile
 import time
@@ -22,25 +23,24 @@ from pathlib import Path
 import torch
 
 
-def forget_set(model_spec: str, domain: str, n: int, data_dir: str | None, new_tokens: int):
+def forget_set(model, tok, domain: str, n: int, data_dir: str | None, new_tokens: int):
     from spillover.data.suite import build_suite
     from spillover.generation import Decoding, generate_responses
-    from spillover.generation.loading import load_backend
+    from spillover.generation.hf import HFBackend
     from spillover.training import Example
 
-    suite = build_suite(data_dir=data_dir)
-    records = suite.get(domain, "train")[:n]
-    backend = load_backend("hf", model_spec, batch_size=64)
-    outs = generate_responses(backend, [r.prompt for r in records], Decoding(max_new_tokens=new_tokens))
+    records = build_suite(data_dir=data_dir).get(domain, "train")[:n]
+    outs = generate_responses(HFBackend(model, tok, "bench", batch_size=64), [r.prompt for r in records],
+                              Decoding(max_new_tokens=new_tokens))
     return [Example(r.id, r.prompt, o[0]) for r, o in zip(records, outs)]
 
 
-def run(model_spec: str, forget, dtype: str, seed: int, args) -> dict:
-    from spillover.models import load_model
+def run(base, tok, forget, dtype: str, seed: int, args) -> dict:
+    """One training run on a copy of the loaded ``base`` (LoRA wraps the model it is given)."""
     from spillover.training import TrainConfig, train
     from spillover.training.config import LoraSettings
 
-    model, tok = load_model(model_spec)
+    model = copy.deepcopy(base)
     cfg = TrainConfig(method="npo", lora=LoraSettings(r=args.rank, dtype=dtype), lr=args.lr, batch_size=args.batch,
                       max_steps=args.steps, save_every=args.steps, seed=seed, max_length=256)
     rows: list[dict] = []
@@ -74,8 +74,11 @@ def main() -> None:
     ap.add_argument("--data-dir")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    forget = forget_set(args.model, args.domain, args.n, args.data_dir, args.new_tokens)
-    runs = [run(args.model, forget, dtype, seed, args) for dtype in ("fp32", "model") for seed in args.seeds]
+    from spillover.models import load_model
+
+    base, tok = load_model(args.model)  # loaded once: generation, then a copy per run
+    forget = forget_set(base, tok, args.domain, args.n, args.data_dir, args.new_tokens)
+    runs = [run(base, tok, forget, dtype, seed, args) for dtype in ("fp32", "model") for seed in args.seeds]
     by = {(r["dtype"], r["seed"]): r["curves"] for r in runs}
     summary = {}
     for metric in ("loss", "main_logp"):

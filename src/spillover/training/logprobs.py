@@ -85,7 +85,8 @@ def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     hidden = captured[-1][:, :-1]  # (B, T-1, D)
     targets = labels[:, 1:]
     mask = targets != IGNORE
-    if input_ids.is_cuda if sync_free is None else sync_free:
+    sync_free = input_ids.is_cuda if sync_free is None else sync_free
+    if sync_free:
         rows, tgt = hidden.reshape(-1, hidden.shape[-1]), targets.clamp(min=0).reshape(-1)  # (B*(T-1), D)
     else:
         rows, tgt = hidden[mask], targets[mask]  # (N, D), (N,): labelled positions only
@@ -96,7 +97,7 @@ def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
         parts.append(checkpoint(_chunk_logprobs, *args, use_reentrant=False) if use_ckpt
                      else _chunk_logprobs(*args))
     token_lp = torch.cat(parts) if parts else rows.new_zeros(0, dtype=torch.float32)
-    if token_lp.shape[0] == mask.numel():
+    if sync_free:
         return (token_lp.view(mask.shape) * mask).sum(dim=1)
     owner = mask.nonzero()[:, 0]  # (N,) sequence of each row
     return torch.zeros(input_ids.shape[0], dtype=torch.float32, device=input_ids.device).index_add(0, owner, token_lp)
