@@ -24,7 +24,8 @@ Sections (each prints a table and writes ``<out>/<section>-<model>.json``):
            its defaults (bf16 adapters, sync-free log-probs on CUDA, bf16 full-rank weights with
            Kahan-compensated AdamW) except where a suffix says: fp32 = fp32 master weights, plain =
            torch AdamW on bf16 weights (kahan_sum false: small updates round away), gc = gradient
-           checkpointing of every block, gcK of the first K blocks, pw = recompute_pointwise,
+           checkpointing of every block, gcK of the first K blocks, pw = recompute_pointwise (with
+           a LoRA down_proj it keeps no act(gate) * up; the row's lean_lora_mlps counts those MLPs),
            fp32lora = fp32 adapter weights, sync = log-probs that select labelled rows first (the
            earlier default), fused = torch AdamW fused=True. --profile prints the kernels of one step.
   extract  spillover.concepts.extract.extract_last_token_states (all layers, last token).
@@ -313,6 +314,10 @@ def train_variant(args, device, acc, variant: str, full: bool) -> dict:
                           recompute_pointwise="pw" in parts, logprob_chunk_size=args.chunk_size,
                           lr=1e-5, max_steps=1000)
         trainer = Trainer(model, None, cfg, num_steps=1000, accelerator=acc)
+        if cfg.recompute_pointwise:
+            from spillover.training.memory import lean_lora_mlps
+
+            info["lean_lora_mlps"] = lean_lora_mlps(trainer.model)
         optimizer = trainer.optimizer.optimizer
         info["optimizer"] = f"{type(optimizer).__module__}.{type(optimizer).__name__}"
         if "fused" in parts and isinstance(optimizer, torch.optim.AdamW):  # no foreach temporaries

@@ -35,6 +35,8 @@ def test_training_sections_write_results(tiny_config, tmp_path, section, variant
     rows = json.loads((tmp_path / f"{section}-tiny-qwen-1p.json").read_text())["results"]
     assert [r["variant"] for r in rows] == variants
     assert all(r["s_per_step"] > 0 and "error" not in r for r in rows)
+    if section == "lora":  # pw: every MLP's LoRA down_proj recomputes act(gate) * up
+        assert rows[2]["lean_lora_mlps"] == json.loads(tiny_config.read_text())["num_hidden_layers"]
     if section == "full":  # bf16 weights: Kahan-compensated by default, torch AdamW when plain
         assert [r["optimizer"] for r in rows[1:]] == ["optimi.adamw.AdamW", "torch.optim.adamw.AdamW"]
     import spillover.training.logprobs as logprobs

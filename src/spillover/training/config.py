@@ -66,8 +66,9 @@ class TrainConfig(StrictModel):
     #: first ``checkpoint_blocks`` of them (each recomputed block costs one more forward of it).
     gradient_checkpointing: bool = False
     checkpoint_blocks: int | None = Field(None, ge=1)
-    #: recompute norms and the MLP's activation function in backward instead of storing their
-    #: outputs (exact; training/memory.py): less activation memory for little extra time.
+    #: recompute norms, the MLP's activation function and (for a LoRA down_proj) the MLP's product
+    #: in backward instead of storing them (exact; training/memory.py): less activation memory for
+    #: little extra time.
     recompute_pointwise: bool = False
     max_length: int = Field(512, ge=8)
     retain_ratio: float = Field(1.0, gt=0.0)
