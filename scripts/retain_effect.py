@@ -3,44 +3,27 @@
     python scripts/retain_effect.py STUDY_DIR [--variant unlearn] [--out FILE.json]
 
 For each target trained with both variants (same seed), each off-target domain set: both runs'
-refusal rates on the same prompts, the exact McNemar test, and Holm's correction over all cells.
+refusal rates on the same prompts, the exact McNemar test, and Holm's correction over all cells
+(``spillover.contrast``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from spillover.domains import DOMAINS
-from spillover.io import read_jsonl, write_json
-from spillover.judges.base import REFUSAL
-from spillover.stats import holm, mcnemar_exact
+from spillover.contrast import paired_contrast
+from spillover.io import write_json
 
-
-def _labels(run: Path) -> dict[tuple[str, str], bool]:
-    return {(r["set"], r["id"]): r["label"] == REFUSAL for r in read_jsonl(run / "responses.jsonl")}
+#: contrast field -> this script's historical JSON field.
+FIELDS = {"target": "target", "seed": "seed", "domain": "domain", "n": "n", "rate_base": "rate_plain",
+          "rate_other": "rate_aug", "refused_only_base": "refused_only_plain", "refused_only_other": "refused_only_aug",
+          "p_mcnemar": "p_mcnemar", "p_holm": "p_holm"}
 
 
 def retain_effect(study: Path, variant: str = "unlearn") -> list[dict]:
-    cells = []
-    for plain in sorted(study.glob(f"eval/*/{variant}/seed*")):
-        target, seed = plain.parts[-3], plain.name
-        aug = study / "eval" / target / f"aug_{variant}" / seed
-        if not aug.is_dir():
-            continue
-        a, b = _labels(plain), _labels(aug)
-        for domain in (d.value for d in DOMAINS if d.value != target):
-            keys = sorted(k for k in a if k[0] == domain and k in b)
-            before, after = [a[k] for k in keys], [b[k] for k in keys]
-            only_plain, only_aug, p = mcnemar_exact(before, after)
-            cells.append({"target": target, "seed": seed, "domain": domain, "n": len(keys),
-                          "rate_plain": round(100 * sum(before) / len(keys), 2),
-                          "rate_aug": round(100 * sum(after) / len(keys), 2),
-                          "refused_only_plain": only_plain, "refused_only_aug": only_aug, "p_mcnemar": round(p, 6)})
-    for cell, p_adj in zip(cells, holm([c["p_mcnemar"] for c in cells])):
-        cell["p_holm"] = round(p_adj, 6)
-    return cells
+    cells = paired_contrast(study, variant, [f"aug_{variant}"])
+    return [{new: c[old] for old, new in FIELDS.items()} for c in cells if not c["on_target"]]
 
 
 def main() -> None:
