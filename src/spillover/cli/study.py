@@ -133,7 +133,8 @@ def evaluate(
     batch_size: int = typer.Option(8),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint for rubric:openai judges."),
     api_key_env: str | None = typer.Option(None, help="Environment variable holding the API judges' key."),
-    backend: str = typer.Option("hf", help="Generation backend: hf, or static (CUDA graphs; GPU)."),
+    backend: str = typer.Option("hf", help="Generation backend: hf, static (CUDA graphs; GPU) or llamacpp "
+                                           "(llama.cpp on an embedded model's GGUF; CPU)."),
     system_prompt: str | None = typer.Option(None, help="System turn put before every prompt."),
     mmlu_method: str = typer.Option("letter", help="MMLU scoring: letter or cloze (spillover.mmlu)."),
     data_dir: Path | None = typer.Option(None, envvar="SPILLOVER_DATA_DIR"),

@@ -7,6 +7,17 @@ import torch
 from .base import Decoding, Messages, render_chat
 
 
+def end_token_ids(model, tokenizer) -> list[int]:
+    """Token ids that end a response: the generation config's eos ids and the end-of-turn tokens."""
+    ids = model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    for tok in ("<|im_end|>", "<|eot_id|>", "<|end|>", tokenizer.eos_token):
+        tid = tokenizer.convert_tokens_to_ids(tok) if tok else None
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid not in ids:
+            ids.append(tid)
+    return ids
+
+
 class HFBackend:
     """Generate with a loaded transformers (or peft) model.
 
@@ -27,15 +38,6 @@ class HFBackend:
     def render(self, messages: Messages) -> str:
         return render_chat(self.tokenizer, messages)
 
-    def _stop_ids(self) -> list[int]:
-        ids = self.model.generation_config.eos_token_id
-        ids = [ids] if isinstance(ids, int) else list(ids or [])
-        for tok in ("<|im_end|>", "<|eot_id|>", "<|end|>", self.tokenizer.eos_token):
-            tid = self.tokenizer.convert_tokens_to_ids(tok) if tok else None
-            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id and tid not in ids:
-                ids.append(tid)
-        return ids
-
     @torch.inference_mode()
     def generate(self, rendered: list[str], decoding: Decoding) -> list[list[str]]:
         """Generate for one batch of rendered prompts (the engine does the length sorting)."""
@@ -45,7 +47,7 @@ class HFBackend:
             max_new_tokens=decoding.max_new_tokens,
             num_return_sequences=decoding.n,
             pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self._stop_ids(),
+            eos_token_id=end_token_ids(self.model, self.tokenizer),
         )
         if decoding.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)

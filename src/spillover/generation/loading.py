@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-BACKENDS = ("hf", "static")
+BACKENDS = ("hf", "static", "llamacpp")
 
 
 def load_backend(name: str, model: str, adapter: str | None = None, device: str = "auto",
@@ -10,7 +10,8 @@ def load_backend(name: str, model: str, adapter: str | None = None, device: str 
     """Return a backend for a model spec and optional peft adapter.
 
     ``hf``: transformers ``generate``; ``static``: a static KV cache with one CUDA graph per decode
-    step (llama / mistral / qwen2 architectures; plain eager steps on CPU). The backend's
+    step (llama / mistral / qwen2 architectures; plain eager steps on CPU); ``llamacpp``: llama.cpp
+    on the embedded model's GGUF weights (CPU; ``generation.llamacpp``). The backend's
     identity (the response cache key) names the weights, the backend and the dtype. ``base_ok``:
     see ``models.load_model``; ``quantize``: see ``make_backend``.
     """
@@ -40,9 +41,25 @@ def make_backend(name: str, lm, tok, model: str, adapter: str | None = None, bat
 
     if quantize not in QUANTIZE:
         raise ValueError(f"unknown quantize {quantize!r}; use one of {', '.join(QUANTIZE)}")
+    if name == "llamacpp":
+        return _llamacpp_backend(lm, tok, model, adapter, batch_size, quantize)
     identity = f"{model_identity(model, adapter)}|{name}|{str(lm.dtype).removeprefix('torch.')}"
     if quantize == "none":
         return (StaticBackend if name == "static" else HFBackend)(lm, tok, identity, batch_size=batch_size)
     if name != "hf":
         raise ValueError(f"quantize {quantize!r} needs the hf backend, not {name!r}")
     return HFBackend(lm, tok, f"{identity}|{quantize}", batch_size=batch_size, generator=int8_copy(lm))
+
+
+def _llamacpp_backend(lm, tok, model: str, adapter: str | None, batch_size: int, quantize: str):
+    """The llama.cpp backend on the GGUF of embedded ``model``; identity ``...|llamacpp|<weights>``."""
+    from ..models import EMBEDDED_PREFIX, embedded_gguf, model_identity
+    from .llamacpp import LlamaCppBackend
+
+    if quantize != "none":
+        raise ValueError(f"quantize {quantize!r} needs the hf backend, not 'llamacpp'")
+    if not model.startswith(EMBEDDED_PREFIX):
+        raise ValueError(f"the llamacpp backend runs embedded models (their GGUF weights) only, not {model!r}")
+    if lm.device.type != "cpu":
+        raise ValueError(f"the llamacpp backend runs on CPU; the model is on {lm.device}")
+    return LlamaCppBackend(lm, tok, model_identity(model, adapter), embedded_gguf(model), adapter, batch_size)

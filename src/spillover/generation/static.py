@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from .base import Decoding
-from .hf import HFBackend
+from .hf import HFBackend, end_token_ids
 
 SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
 
@@ -227,7 +227,7 @@ class StaticBackend(HFBackend):
         ids, mask = enc["input_ids"], enc["attention_mask"]
         if decoding.n > 1:
             ids, mask = ids.repeat_interleave(decoding.n, 0), mask.repeat_interleave(decoding.n, 0)
-        stops = self._stop_ids()
+        stops = end_token_ids(self.model, self.tokenizer)
         new = static_generate(self.model, ids, mask, decoding.max_new_tokens, decoding, stops).cpu()
         texts = []
         for row in new.tolist():

@@ -11,7 +11,7 @@ from ..data.suite import BENIGN, XSTEST_UNSAFE, DataConfig
 from ..domains import DOMAINS, XSTEST, Domain, parse_domains
 from ..generation.base import Decoding
 from ..judges import endpoint_spec
-from ..models import DEFAULT_ALIGNED, DEFAULT_LABELER, DTYPES
+from ..models import DEFAULT_ALIGNED, DEFAULT_LABELER, DTYPES, EMBEDDED_PREFIX
 from ..training.config import TrainConfig
 from ..variants import VARIANT_TABLE, variant_spec
 
@@ -43,7 +43,9 @@ class ModelsConfig(StrictModel):
                                               description="Per-target labeler overriding labeler (may be a base model).")
     device: str = "auto"
     dtype: str = Field("auto", description=f"auto, {', '.join(DTYPES)}")
-    backend: Literal["hf", "static"] = Field("hf", description="Generation backend; static = CUDA graphs (GPU).")
+    backend: Literal["hf", "static", "llamacpp"] = Field(
+        "hf", description="Generation backend; static = CUDA graphs (GPU); llamacpp = llama.cpp on the embedded "
+                          "models' GGUF weights (CPU, LoRA checkpoints; pip install 'spillover[llamacpp]').")
     quantize: Literal["none", "int8"] = Field(
         "none", description="int8: generate with a dynamic-int8 copy of the Linear layers (hf backend, CPU only; "
                             "scoring and training keep the loaded weights).")
@@ -60,6 +62,20 @@ class ModelsConfig(StrictModel):
     def _quantize_backend(self):
         if self.quantize != "none" and self.backend != "hf":
             raise ValueError(f"quantize {self.quantize!r} needs backend hf, not {self.backend!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _llamacpp_backend(self):
+        """llama.cpp runs the embedded models' GGUF files on the CPU; anything else cannot use it."""
+        if self.backend != "llamacpp":
+            return self
+        if self.device not in ("auto", "cpu"):
+            raise ValueError(f"backend llamacpp runs on the CPU; set models.device to cpu, not {self.device!r}")
+        specs = {"aligned": self.aligned, "labeler": self.labeler,
+                 **{f"target_labeler.{k.value}": v for k, v in self.target_labeler.items()}}
+        other = [f"models.{k} ({v})" for k, v in specs.items() if not v.startswith(EMBEDDED_PREFIX)]
+        if other:
+            raise ValueError(f"backend llamacpp runs embedded models (their GGUF files) only; not {', '.join(other)}")
         return self
 
     def labeler_for(self, target: str) -> str:
@@ -246,6 +262,24 @@ class StudyConfig(StrictModel):
         if self.training.method != type(self.training).model_fields["method"].default:
             raise ValueError("training.method: each variant sets its method (spillover.variants.VARIANT_TABLE); "
                              "method arguments go in training.method_args.<method>")
+        return self
+
+    @model_validator(mode="after")
+    def _check_llamacpp_runs(self) -> "StudyConfig":
+        """The llamacpp backend applies LoRA adapters to the GGUF; full-weight checkpoints (full-rank
+        training, a training-free edit) have no GGUF."""
+        from ..training.objectives import Edit, objective_class
+
+        if self.models.backend != "llamacpp":
+            return self
+        full = []
+        for target, variant, _ in self.runs():
+            run = self.training_for(variant, self.seeds[0], target)
+            if run.full or issubclass(objective_class(run.method), Edit):
+                full.append(f"{variant} on {target}")
+        if full:
+            raise ValueError("backend llamacpp evaluates LoRA checkpoints only; these runs write full weights: "
+                             + ", ".join(full))
         return self
 
     def training_for(self, variant: str, seed: int, target: str | None = None) -> TrainConfig:
