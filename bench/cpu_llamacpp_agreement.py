@@ -58,10 +58,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=40, help="prompts per evaluation set")
     ap.add_argument("--batch", type=int, default=32, help="batch of the fp32 torch reference")
     ap.add_argument("--llama-batch", type=int, default=32, help="sequences per llama.cpp batch")
+    ap.add_argument("--max-new-tokens", type=int, help="override the preset's evaluation limit (decode-heavy runs)")
     ap.add_argument("--conditions", default="", help="what else ran on the machine")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     cfg = load_yaml_config(StudyConfig, args.config)
+    if args.max_new_tokens:
+        cfg.evaluation.decoding.max_new_tokens = args.max_new_tokens
     flat = study_prompts(cfg, args.n)
     prompts = [r.prompt for _, r in flat]
     backend = load_backend("hf", cfg.models.aligned, dtype="float32", batch_size=args.batch)

@@ -12,6 +12,7 @@ each per ``llama_decode``. A peft LoRA adapter is written as a llama.cpp LoRA GG
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import tempfile
@@ -99,6 +100,10 @@ class LlamaModel:
 def load_llama_model(path: str) -> LlamaModel:
     """The loaded GGUF at ``path``; the last one stays loaded, so adapter swaps reuse it."""
     return LlamaModel(path)
+
+
+# Free the cached model while llama_cpp's bindings still exist (not in interpreter teardown).
+atexit.register(load_llama_model.cache_clear)
 
 
 def sample(logits: np.ndarray, decoding: Decoding, rng: np.random.Generator) -> np.ndarray:
