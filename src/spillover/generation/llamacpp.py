@@ -5,8 +5,8 @@ the torch path dequantises them, so llama.cpp decodes the same weights and diffe
 arithmetic (activations rounded to 8-bit blocks for the quantised dot products, its own kernels).
 Prompts are rendered and tokenized by the HF tokenizer and passed as token ids, so both paths see
 identical prompts. Each prompt is one llama.cpp sequence with its own KV stream; a batch
-prefills the prompts one by one and then decodes all unfinished sequences together, one token
-each per ``llama_decode``. A peft LoRA adapter is written as a llama.cpp LoRA GGUF
+prefills its prompts packed into calls of up to 512 tokens, then decodes all unfinished
+sequences together, one token each per ``llama_decode``. A peft LoRA adapter is written as a llama.cpp LoRA GGUF
 (``lora_gguf``) and applied unmerged.
 """
 
@@ -180,14 +180,11 @@ class LlamaCppBackend:
         return np.ctypeslib.as_array(ll.llama_get_logits(ctx), shape=(n_out, self.lm.n_vocab)).copy() if n_out else None
 
     def _prefill(self, ctx, batch, prompts: list[list[int]]) -> np.ndarray:
-        """Feed each prompt into its own sequence (in chunks); logits (S, V) at each prompt's last token."""
-        last = []
-        for seq, ids in enumerate(prompts):
-            for start in range(0, len(ids), CHUNK):
-                logits = self._decode(ctx, batch, [(t, start + j, seq, start + j == len(ids) - 1)
-                                                   for j, t in enumerate(ids[start:start + CHUNK])])
-            last.append(logits[0])
-        return np.stack(last)
+        """Feed each prompt into its own sequence, packed CHUNK tokens per ``llama_decode`` (several short
+        prompts share a call, so the matmuls see more rows); logits (S, V) at each prompt's last token."""
+        entries = [(t, j, seq, j == len(ids) - 1) for seq, ids in enumerate(prompts) for j, t in enumerate(ids)]
+        logits = [self._decode(ctx, batch, entries[i:i + CHUNK]) for i in range(0, len(entries), CHUNK)]
+        return np.concatenate([x for x in logits if x is not None])
 
     def prompt_logits(self, token_ids: list[int]) -> np.ndarray:
         """Logits (T, V) at every position of one prompt (T <= CHUNK), for checks against the torch path."""
