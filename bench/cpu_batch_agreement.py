@@ -26,6 +26,7 @@ from spillover.data.suite import build_suite
 from spillover.evaluation import JudgePool, refusal_flag
 from spillover.generation import generate_responses
 from spillover.generation.loading import load_backend
+from spillover.io import write_json
 from spillover.study import StudyConfig
 
 
@@ -101,10 +102,14 @@ def main() -> None:
         "text_identical": round(sum(v["same_text"] for v in per_set.values()) / len(prompts), 4),
         "per_set": per_set,
     }
+    emit(result, args.out)
+
+
+def emit(result: dict, out: Path | None) -> None:
+    """Print a bench result and, with ``out``, write it there (atomically)."""
     print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if out:
+        write_json(out, result)
 
 
 if __name__ == "__main__":

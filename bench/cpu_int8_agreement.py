@@ -14,7 +14,6 @@ the bench reports label agreement per set beside the speed-up.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -29,7 +28,7 @@ from spillover.generation.loading import load_backend
 from spillover.generation.quant import int8_copy
 from spillover.study import StudyConfig
 
-from cpu_batch_agreement import per_set_agreement, refusal_labels, study_prompts  # bench/, beside this file
+from cpu_batch_agreement import emit, per_set_agreement, refusal_labels, study_prompts  # bench/, beside this file
 
 
 def timed(backend, prompts: list[str], cfg: StudyConfig, batch: int, label: str) -> dict:
@@ -99,10 +98,7 @@ def main() -> None:
         "candidates": {name: {"fp32_modules": run["fp32_modules"], "quantize_seconds": run["quantize_seconds"],
                               **compare(flat, cfg, ref, run, labels)} for name, run in runs.items() if name != "ref"},
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ were limited to).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import time
@@ -29,7 +28,7 @@ from spillover.generation import as_messages
 from spillover.generation.loading import load_backend, make_backend
 from spillover.study import StudyConfig
 
-from cpu_batch_agreement import refusal_labels, study_prompts  # bench/, beside this file
+from cpu_batch_agreement import emit, refusal_labels, study_prompts  # bench/, beside this file
 from cpu_int8_agreement import compare, timed
 
 #: CPU flags that decide which kernels torch and llama.cpp can use.
@@ -91,10 +90,7 @@ def main() -> None:
                       "refusals": sum(bool(x) for x in labels["llamacpp"]),
                       **compare(flat, cfg, ref, runs["llamacpp"], labels)},
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":
