@@ -56,6 +56,8 @@ def main() -> None:
     ap.add_argument("--config", default="configs/standard-cpu.yaml")
     ap.add_argument("--n", type=int, default=40, help="prompts per evaluation set")
     ap.add_argument("--batch", type=int, default=32, help="batch of the fp32 torch reference")
+    ap.add_argument("--baseline-batch", type=int,
+                    help="also time fp32 torch at this batch (8: the CPU presets' batch before they moved to 32)")
     ap.add_argument("--llama-batch", type=int, default=32, help="sequences per llama.cpp batch")
     ap.add_argument("--max-new-tokens", type=int, help="override the preset's evaluation limit (decode-heavy runs)")
     ap.add_argument("--conditions", default="", help="what else ran on the machine")
@@ -68,6 +70,9 @@ def main() -> None:
     prompts = [r.prompt for _, r in flat]
     backend = load_backend("hf", cfg.models.aligned, dtype="float32", batch_size=args.batch)
     runs = {"ref": timed(backend, prompts, cfg, args.batch, "fp32 torch")}
+    if args.baseline_batch:
+        runs["baseline"] = {**timed(backend, prompts, cfg, args.baseline_batch, f"fp32 torch, batch {args.baseline_batch}"),
+                            "name": "baseline"}
     start = time.perf_counter()
     llama = make_backend("llamacpp", backend.model, backend.tokenizer, cfg.models.aligned, batch_size=args.llama_batch)
     load_s = round(time.perf_counter() - start, 1)
@@ -90,6 +95,11 @@ def main() -> None:
                       "refusals": sum(bool(x) for x in labels["llamacpp"]),
                       **compare(flat, cfg, ref, runs["llamacpp"], labels)},
     }
+    if args.baseline_batch:
+        base = runs["baseline"]
+        result["baseline"] = {"backend": "hf", "dtype": "float32", "batch": args.baseline_batch,
+                              **compare(flat, cfg, ref, base, labels)}
+        result["candidate"]["speedup_vs_baseline"] = round(base["seconds"] / runs["llamacpp"]["seconds"], 2)
     emit(result, args.out)
 
 

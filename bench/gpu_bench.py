@@ -303,7 +303,7 @@ def train_variant(args, device, acc, variant: str, full: bool) -> dict:
         def step():
             npo_common_step(policy, ref, batch, opt, acc, 0.1, 1.0)
     else:
-        # project variants: "project[-bf16|-fp32][-plain][-gc|-gcK][-pw][-fp32lora][-sync][-fused]":
+        # project variants: "project[-bf16|-fp32][-plain][-gc|-gcK][-pw][-compile][-fp32lora][-sync][-fused]":
         # the Trainer's defaults unless a suffix says otherwise (see the module docstring)
         gc_parts = [p for p in parts if p.startswith("gc")]
         cfg = TrainConfig(method="npo", full=full, full_dtype="fp32" if "fp32" in parts else "model",
@@ -311,7 +311,8 @@ def train_variant(args, device, acc, variant: str, full: bool) -> dict:
                           lora=LoraSettings(r=args.lora_r, dtype="fp32" if "fp32lora" in parts else "model"),
                           batch_size=bs, max_length=seq, gradient_checkpointing=bool(gc_parts),
                           checkpoint_blocks=int(gc_parts[0][2:]) if gc_parts and gc_parts[0][2:] else None,
-                          recompute_pointwise="pw" in parts, logprob_chunk_size=args.chunk_size,
+                          recompute_pointwise="pw" in parts, compile_blocks="compile" in parts,
+                          logprob_chunk_size=args.chunk_size,
                           lr=1e-5, max_steps=1000)
         trainer = Trainer(model, None, cfg, num_steps=1000, accelerator=acc)
         if cfg.recompute_pointwise:

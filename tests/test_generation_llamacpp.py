@@ -4,6 +4,7 @@ sampling, identity and the config checks."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -183,6 +184,24 @@ def test_generation_batches_stop_and_sample(llama_cpp):
     assert [len(r) for r in first] == [3, 3] and len(set(first[1])) > 1
     assert generate_responses(llama, prompts[:2], hot) == first
     assert generate_responses(llama, prompts[:2], hot.model_copy(update={"seed": 2})) != first
+
+
+def test_a_batch_computes_its_common_prompt_prefix_once(llama_cpp, monkeypatch):
+    """The chat template's shared system turn is fed once and copied to every sequence; output unchanged."""
+    hf, llama = _hf_and_llama(SMOL)
+    prompts = ["Name a river.", "Name two mountains in Asia, please.", "Say hello."]
+    ids = hf.tokenizer([hf.render([{"role": "user", "content": p}]) for p in prompts],
+                       add_special_tokens=False)["input_ids"]
+    shared = len(os.path.commonprefix(ids))
+    assert shared > 10  # the system turn
+    fed = []
+    decode = type(llama)._decode
+    monkeypatch.setattr(type(llama), "_decode", lambda self, ctx, batch, entries: (
+        fed.append(len(entries)), decode(self, ctx, batch, entries))[1])
+    greedy = Decoding(max_new_tokens=1)
+    together = generate_responses(llama, prompts, greedy, batch_size=3)
+    assert sum(fed) == sum(map(len, ids)) - 2 * shared
+    assert together == [generate_responses(llama, [p], greedy)[0] for p in prompts]
 
 
 def test_the_model_slot_swaps_adapters_on_the_loaded_gguf(llama_cpp, tmp_path):

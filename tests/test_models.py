@@ -59,6 +59,21 @@ def test_local_dir_loads_with_chat_template(tiny_model_dir):
     assert tok.chat_template and tok.pad_token is not None and not model.training
 
 
+def test_the_lm_head_gets_a_contiguous_input_in_generation(tiny_model_dir):
+    """Generation feeds the head a (B, 1, D) view; on a CPU load_model makes it contiguous (torch's
+    linear would otherwise multiply a frozen weight through a (B, D, V) copy of it)."""
+    model, _ = models.load_model(str(tiny_model_dir), device="cpu", dtype="bf16")
+    model.requires_grad_(False)
+    seen = []
+    model.get_output_embeddings().register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+    ids = torch.randint(0, model.config.vocab_size, (3, 7))
+    with torch.inference_mode():
+        last = model(input_ids=ids, logits_to_keep=1).logits
+        full = model(input_ids=ids).logits
+    assert seen == [True, True]
+    torch.testing.assert_close(last[:, 0], full[:, -1], rtol=0, atol=0)
+
+
 def test_gguf_dir_is_used_and_checked(tmp_path, monkeypatch):
     """SPILLOVER_GGUF_DIR's ``<alias>.gguf`` replaces the packages; a wrong checksum is refused."""
     import hashlib

@@ -14,7 +14,7 @@ from spillover.training.config import LoraSettings
 from spillover.training.examples import EncodedSet
 from spillover.training import memory
 from spillover.training.memory import checkpoint_blocks, lean_lora_mlps, recompute_pointwise
-from spillover.training.logprobs import sequence_logprobs
+from spillover.training.logprobs import sequence_logprobs, unwrap
 
 from tiny import build_tiny_model
 
@@ -151,6 +151,27 @@ def test_lean_lora_mlps_counts_only_supported_lora_down_projs(deep_model_dir):
     assert count(use_dora=True) == 0
     model, _ = load_model(str(deep_model_dir), device="cpu", dtype="fp32")
     assert lean_lora_mlps(get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))) == 0  # not switched
+
+
+def test_compiled_blocks_match_eager_and_keep_fewer_bytes(deep_model_dir):
+    """Regional torch.compile: every block compiled, the same loss and gradients up to fused-kernel rounding."""
+    plain = _step(deep_model_dir)
+    compiled = _step(deep_model_dir, compile_blocks=True)
+    assert compiled.loss == pytest.approx(plain.loss, rel=1e-6)
+    assert compiled.grads.keys() == plain.grads.keys()
+    for name, g in plain.grads.items():
+        torch.testing.assert_close(compiled.grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+    assert compiled.saved_bytes < plain.saved_bytes  # the partitioner recomputes pointwise values
+    model, tok = load_model(str(deep_model_dir), device="cpu", dtype="fp32")
+    trainer = Trainer(model, tok, TrainConfig(lora=LoraSettings(r=4), compile_blocks=True), num_steps=1)
+    assert all(layer._compiled_call_impl is not None for layer in unwrap(trainer.model).get_decoder().layers)
+
+
+def test_compile_blocks_excludes_recompute_pointwise_and_keeps_eager_keys():
+    with pytest.raises(ValueError, match="compile_blocks: drop recompute_pointwise"):
+        TrainConfig(compile_blocks=True, recompute_pointwise=True)
+    assert "compile_blocks" not in TrainConfig().weights_config()  # eager runs keep their stage keys
+    assert TrainConfig(compile_blocks=True).weights_config()["compile_blocks"] is True
 
 
 def test_recompute_pointwise_switches_every_norm_and_gated_mlp(tiny_model_dir):

@@ -5,7 +5,8 @@ the torch path dequantises them, so llama.cpp decodes the same weights and diffe
 arithmetic (activations rounded to 8-bit blocks for the quantised dot products, its own kernels).
 Prompts are rendered and tokenized by the HF tokenizer and passed as token ids, so both paths see
 identical prompts. Each prompt is one llama.cpp sequence with its own KV stream; a batch
-prefills its prompts packed into calls of up to 512 tokens, then decodes all unfinished
+computes its prompts' common leading tokens once and copies them to every stream, prefills the
+rest packed into calls of up to 512 tokens, then decodes all unfinished
 sequences together, one token each per ``llama_decode``. A peft LoRA adapter is written as a llama.cpp LoRA GGUF
 (``lora_gguf``) and applied unmerged.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import functools
+import os
 import tempfile
 from pathlib import Path
 
@@ -180,9 +182,21 @@ class LlamaCppBackend:
         return np.ctypeslib.as_array(ll.llama_get_logits(ctx), shape=(n_out, self.lm.n_vocab)).copy() if n_out else None
 
     def _prefill(self, ctx, batch, prompts: list[list[int]]) -> np.ndarray:
-        """Feed each prompt into its own sequence, packed CHUNK tokens per ``llama_decode`` (several short
-        prompts share a call, so the matmuls see more rows); logits (S, V) at each prompt's last token."""
-        entries = [(t, j, seq, j == len(ids) - 1) for seq, ids in enumerate(prompts) for j, t in enumerate(ids)]
+        """Feed each prompt into its own sequence; logits (S, V) at each prompt's last token.
+
+        The prompts' common leading tokens (the chat template's system turn) are computed once, in
+        sequence 0, and its KV stream is copied to the others; the rest is packed CHUNK tokens per
+        ``llama_decode`` (several short prompts share a call, so the matmuls see more rows)."""
+        shared = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1) if len(prompts) > 1 else 0
+        if shared:
+            head = [(t, j, 0, False) for j, t in enumerate(prompts[0][:shared])]
+            for i in range(0, shared, CHUNK):
+                self._decode(ctx, batch, head[i:i + CHUNK])
+            memory = self.lm.ll.llama_get_memory(ctx)
+            for seq in range(1, len(prompts)):  # whole-stream copies, applied by the next llama_decode
+                self.lm.ll.llama_memory_seq_cp(memory, 0, seq, -1, -1)
+        entries = [(t, j, seq, j == len(ids) - 1) for seq, ids in enumerate(prompts)
+                   for j, t in enumerate(ids) if j >= shared]
         logits = [self._decode(ctx, batch, entries[i:i + CHUNK]) for i in range(0, len(entries), CHUNK)]
         return np.concatenate([x for x in logits if x is not None])
 

@@ -70,6 +70,10 @@ class TrainConfig(StrictModel):
     #: in backward instead of storing them (exact; training/memory.py): less activation memory for
     #: little extra time.
     recompute_pointwise: bool = False
+    #: regional ``torch.compile`` of every decoder block (training/memory.py, ``compile_blocks``):
+    #: fused pointwise kernels, and a backward that recomputes pointwise values instead of storing
+    #: them. Not bit-exact (fused kernels round differently); the first steps pay the compilation.
+    compile_blocks: bool = False
     max_length: int = Field(512, ge=8)
     retain_ratio: float = Field(1.0, gt=0.0)
     #: reduction of every CE term (retain, finetune): "token_mean" = per response token;
@@ -117,13 +121,19 @@ class TrainConfig(StrictModel):
             raise ValueError(f"w2: method {self.method} has no retain term (w2 must be 0)")
         if self.checkpoint_blocks is not None and not self.gradient_checkpointing:
             raise ValueError("checkpoint_blocks: set gradient_checkpointing: true as well (it picks which blocks)")
+        if self.compile_blocks and self.recompute_pointwise:
+            raise ValueError("compile_blocks: drop recompute_pointwise (the compiled backward recomputes pointwise "
+                             "values itself)")
         if self.full and not cls.full_rank:
             raise ValueError(f"full: method {self.method} needs LoRA (its frozen model is the adapter-disabled one)")
         return self
 
     def weights_config(self, mode: Literal["python", "json"] = "python") -> dict:
-        """The dump of every field that decides the trained weights (all but ``log_with``)."""
-        return self.model_dump(mode=mode, exclude={"log_with"})
+        """The dump of every field that decides the trained weights (all but ``log_with``).
+
+        ``compile_blocks`` enters only when set, so the keys and resumable checkpoints of eager runs
+        stay as they were before it existed."""
+        return self.model_dump(mode=mode, exclude={"log_with"} | (set() if self.compile_blocks else {"compile_blocks"}))
 
     @property
     def args(self):

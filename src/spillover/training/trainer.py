@@ -28,7 +28,7 @@ from .checkpoints import STATE_FILE, CheckpointInfo, list_checkpoints, load_chec
 from .config import TrainConfig
 from .examples import EncodedSet, Example
 from .logprobs import sequence_logprobs, unwrap
-from .memory import checkpoint_blocks, recompute_pointwise
+from .memory import checkpoint_blocks, compile_blocks, recompute_pointwise
 from .objectives import objective_for
 from .optim import build_optimizer
 from .trackers import TENSORBOARD_DIR, build_trackers, config_values, flatten
@@ -87,6 +87,8 @@ class Trainer:
             model = self._wrap_lora(model)
         elif cfg.full_dtype == "fp32":
             model = model.float()
+        if cfg.compile_blocks:
+            compile_blocks(model)
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = build_optimizer(params, cfg.lr, cfg.weight_decay, cfg.kahan_sum, self.accelerator.num_processes)
