@@ -174,6 +174,15 @@ def test_compile_blocks_excludes_recompute_pointwise_and_keeps_eager_keys():
     assert TrainConfig(compile_blocks=True).weights_config()["compile_blocks"] is True
 
 
+def test_a_checkpoint_resumes_under_the_compile_setting_it_was_trained_with():
+    eager, compiled = TrainConfig().model_dump(), TrainConfig(compile_blocks=True).model_dump()
+    old = {k: v for k, v in eager.items() if k != "compile_blocks"}  # saved before the field existed
+    assert TrainConfig().trained_like(eager) and TrainConfig().trained_like(old)
+    assert TrainConfig(compile_blocks=True).trained_like(compiled)
+    assert not TrainConfig().trained_like(compiled) and not TrainConfig(compile_blocks=True).trained_like(eager)
+    assert not TrainConfig(lr=1e-3).trained_like(eager)
+
+
 def test_recompute_pointwise_switches_every_norm_and_gated_mlp(tiny_model_dir):
     model, _ = load_model(str(tiny_model_dir), device="cpu", dtype="fp32")
     layers = len(model.model.layers)

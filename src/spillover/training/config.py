@@ -135,6 +135,13 @@ class TrainConfig(StrictModel):
         stay as they were before it existed."""
         return self.model_dump(mode=mode, exclude={"log_with"} | (set() if self.compile_blocks else {"compile_blocks"}))
 
+    def trained_like(self, saved: dict | None) -> bool:
+        """Whether a checkpoint's saved ``config`` (a full ``model_dump``) decides the same weights as this one."""
+        saved = {k: v for k, v in (saved or {}).items() if k != "log_with"}
+        if not saved.get("compile_blocks", False):
+            saved.pop("compile_blocks", None)
+        return saved == self.weights_config()
+
     @property
     def args(self):
         """The active method's arguments (its ``Args`` model)."""

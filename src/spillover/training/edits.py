@@ -48,8 +48,7 @@ def apply_edit(edit: Edit, model_spec_or_model, main: list[Example], contrast: l
     done = list_checkpoints(out_dir)
     if done:
         saved = read_json(done[-1].path / STATE_FILE)
-        saved_cfg = {k: v for k, v in (saved.get("config") or {}).items() if k != "log_with"}
-        if saved_cfg != cfg.weights_config() or saved.get("model") != model_name:
+        if not cfg.trained_like(saved.get("config")) or saved.get("model") != model_name:
             raise InputError(f"{done[-1].path}: was edited with another model or configuration; use a new "
                              f"out dir or resume=False")
         return done

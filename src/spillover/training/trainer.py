@@ -402,8 +402,7 @@ def train(model_spec_or_model, forget: list[Example], retain: list[Example] | No
     if done:
         last = done[-1]
         saved = read_json(last.path / STATE_FILE)
-        saved_cfg = {k: v for k, v in (saved.get("config") or {}).items() if k != "log_with"}
-        if saved_cfg != cfg.weights_config() or saved.get("model", model_name) != model_name:
+        if not cfg.trained_like(saved.get("config")) or saved.get("model", model_name) != model_name:
             raise InputError(f"{last.path}: was trained with another model or configuration; use a new "
                              f"out dir or resume=False")
         load_checkpoint(last, acc, trainer.model, trainer.optimizer, trainer.scheduler)
