@@ -40,12 +40,18 @@ class Pass:
         return sum(nbytes for _, _, nbytes in self.saved)
 
 
-def _step(model_dir, dtype="fp32", lora=None, **memory) -> Pass:
-    """One LoRA (or full-rank) NPO pass: loss, gradients, what backward keeps."""
+def _step(model_dir, dtype="fp32", lora=None, on_cpu=True, **memory) -> Pass:
+    """One LoRA (or full-rank) NPO pass: loss, gradients, what backward keeps.
+
+    ``on_cpu``: the CPU's deterministic kernels, so paths that do the same ops agree bit for bit;
+    False takes the Trainer's default device (a GPU under bf16 autocast where there is one, whose
+    kernel choice depends on strides and fusion)."""
+    from accelerate import Accelerator
+
     model, tok = load_model(str(model_dir), device="cpu", dtype=dtype)
     cfg = TrainConfig(lora=lora or LoraSettings(r=4), batch_size=3, **memory)
     torch.manual_seed(0)  # the same LoRA A initialisation in every call
-    trainer = Trainer(model, tok, cfg, num_steps=1)
+    trainer = Trainer(model, tok, cfg, num_steps=1, accelerator=Accelerator(cpu=True) if on_cpu else None)
     batch = EncodedSet(FORGET, tok, 64).batch([0, 1, 2], tok.pad_token_id)
     ref = trainer.reference_logps(batch) if trainer.lora else 0.0
     saved, outputs = [], set()  # filled by the policy pass only: addresses are reused
@@ -73,17 +79,17 @@ def _assert_equal(other: Pass, ref: Pass, what) -> None:
 
 
 def test_pointwise_recompute_and_block_checkpointing_keep_loss_and_gradients_and_save_less(deep_model_dir):
-    plain = _step(deep_model_dir)
+    plain = _step(deep_model_dir, on_cpu=False)
     for memory in ({"recompute_pointwise": True}, {"gradient_checkpointing": True, "checkpoint_blocks": 2},
                    {"gradient_checkpointing": True}):
-        other = _step(deep_model_dir, **memory)
+        other = _step(deep_model_dir, on_cpu=False, **memory)
         assert other.loss == pytest.approx(plain.loss, rel=1e-6), memory
         assert other.grads.keys() == plain.grads.keys()
         for name, g in plain.grads.items():
             torch.testing.assert_close(other.grads[name], g, rtol=1e-5, atol=1e-7, msg=f"{memory} {name}")
         assert other.saved_bytes < plain.saved_bytes, memory
-    two = _step(deep_model_dir, gradient_checkpointing=True, checkpoint_blocks=2)
-    four = _step(deep_model_dir, gradient_checkpointing=True)
+    two = _step(deep_model_dir, on_cpu=False, gradient_checkpointing=True, checkpoint_blocks=2)
+    four = _step(deep_model_dir, on_cpu=False, gradient_checkpointing=True)
     assert four.saved_bytes < two.saved_bytes  # more blocks recomputed, fewer bytes kept
 
 
