@@ -3,7 +3,7 @@
 The reference is today's CPU path (fp32 torch, ``generate_responses`` at the preset's batch);
 the candidate is the ``llamacpp`` backend on the embedded model's own GGUF (Q4_K_M: Q5_0, Q4_K,
 Q6_K and Q8_0 tensors; the file the torch weights are dequantised from), so only the arithmetic
-differs. Both sets of responses go through the default judge; the bench reports label agreement
+differs, or (``--llama-quantize q8_0``) on that file requantised to Q8_0. Both sets of responses go through the default judge; the bench reports label agreement
 per set, the flipped rows and the machine (CPU flags, the ISA torch, oneDNN, MKL and llama.cpp
 were limited to).
 
@@ -59,6 +59,8 @@ def main() -> None:
     ap.add_argument("--baseline-batch", type=int,
                     help="also time fp32 torch at this batch (8: the CPU presets' batch before they moved to 32)")
     ap.add_argument("--llama-batch", type=int, default=32, help="sequences per llama.cpp batch")
+    ap.add_argument("--llama-quantize", default="none", choices=["none", "q8_0"],
+                    help="models.quantize of the candidate: q8_0 requantises the GGUF for llama.cpp")
     ap.add_argument("--max-new-tokens", type=int, help="override the preset's evaluation limit (decode-heavy runs)")
     ap.add_argument("--conditions", default="", help="what else ran on the machine")
     ap.add_argument("--out", type=Path)
@@ -74,7 +76,8 @@ def main() -> None:
         runs["baseline"] = {**timed(backend, prompts, cfg, args.baseline_batch, f"fp32 torch, batch {args.baseline_batch}"),
                             "name": "baseline"}
     start = time.perf_counter()
-    llama = make_backend("llamacpp", backend.model, backend.tokenizer, cfg.models.aligned, batch_size=args.llama_batch)
+    llama = make_backend("llamacpp", backend.model, backend.tokenizer, cfg.models.aligned, batch_size=args.llama_batch,
+                         quantize=args.llama_quantize)
     load_s = round(time.perf_counter() - start, 1)
     runs["llamacpp"] = {**timed(llama, prompts, cfg, args.llama_batch, "llamacpp"), "name": "llamacpp"}
     labels = refusal_labels(cfg, flat, {name: run["texts"] for name, run in runs.items()})

@@ -109,6 +109,9 @@ def test_the_config_refuses_what_llamacpp_cannot_run():
         ModelsConfig(backend="llamacpp", aligned="Qwen/Qwen2.5-0.5B-Instruct")
     with pytest.raises(ValueError, match="backend hf"):
         ModelsConfig(backend="llamacpp", quantize="int8")
+    with pytest.raises(ValueError, match="backend llamacpp"):
+        ModelsConfig(quantize="q8_0")
+    assert ModelsConfig(backend="llamacpp", quantize="q8_0").quantize == "q8_0"
     with pytest.raises(ValueError, match="LoRA checkpoints only.*unlearn on safety"):
         StudyConfig(name="x", targets=["safety"], variants=["unlearn"], models={"backend": "llamacpp"},
                     training={"full": True})
@@ -219,10 +222,29 @@ def test_the_model_slot_swaps_adapters_on_the_loaded_gguf(llama_cpp, tmp_path):
     assert generate_responses(tuned, ["Name a colour."], Decoding(max_new_tokens=8)) != base_out
 
 
+def test_q8_0_generates_from_the_requantised_gguf_under_its_own_identity(llama_cpp, tmp_path, monkeypatch):
+    """The Q8_0 file is written once into the cache; its logits stay near the shipped weights'
+    (Q8_0 rounds each 32-weight block to 8 bits: far finer than the shipped 4-5 bit blocks)."""
+    from spillover.generation.loading import make_backend
+
+    monkeypatch.setenv("SPILLOVER_CACHE", str(tmp_path))
+    hf, shipped = _hf_and_llama(SMOL)
+    q8 = make_backend("llamacpp", hf.model, hf.tokenizer, SMOL, quantize="q8_0")
+    assert q8.identity == shipped.identity.removesuffix("|q4_1") + "|q8_0"
+    written = sorted((tmp_path / "gguf").glob("*-q8_0.gguf"))
+    assert [p.name for p in written] == [q8.lm.path.name] and q8.lm.weights() == "q8_0"
+    stamp = written[0].stat().st_mtime_ns
+    assert make_backend("llamacpp", hf.model, hf.tokenizer, SMOL, quantize="q8_0").lm.path.stat().st_mtime_ns == stamp
+    ids = hf.tokenizer(hf.render([{"role": "user", "content": "Name three rivers in Europe."}]),
+                       add_special_tokens=False)["input_ids"]
+    base, requant = shipped.prompt_logits(ids)[-4:].ravel(), q8.prompt_logits(ids)[-4:].ravel()
+    assert np.corrcoef(base, requant)[0, 1] > 0.99 and not np.array_equal(base, requant)
+
+
 def test_make_backend_refuses_models_without_a_gguf(tiny_model_dir):
     from spillover.generation.loading import load_backend
 
     with pytest.raises(ValueError, match="embedded models"):
         load_backend("llamacpp", str(tiny_model_dir), device="cpu", dtype="fp32")
-    with pytest.raises(ValueError, match="hf backend"):
+    with pytest.raises(ValueError, match="backend hf"):
         load_backend("llamacpp", str(tiny_model_dir), device="cpu", dtype="fp32", quantize="int8")

@@ -57,8 +57,10 @@ def test_int8_backend_generates_with_the_copy_under_its_own_identity(tiny_model_
 def test_quantize_needs_the_hf_backend(tiny_model_dir):
     with pytest.raises(ValueError, match="backend hf"):
         ModelsConfig(quantize="int8", backend="static")
-    with pytest.raises(ValueError, match="hf backend"):
+    with pytest.raises(ValueError, match="needs backend hf, not 'static'"):
         load_backend("static", str(tiny_model_dir), device="cpu", dtype="fp32", quantize="int8")
+    with pytest.raises(ValueError, match="needs backend llamacpp, not 'hf'"):
+        load_backend("hf", str(tiny_model_dir), device="cpu", dtype="fp32", quantize="q8_0")
 
 
 def test_the_model_slot_requantises_after_an_adapter_swap(tiny_model_dir, tmp_path):

@@ -8,7 +8,8 @@ identical prompts. Each prompt is one llama.cpp sequence with its own KV stream;
 computes its prompts' common leading tokens once and copies them to every stream, prefills the
 rest packed into calls of up to 512 tokens, then decodes all unfinished
 sequences together, one token each per ``llama_decode``. A peft LoRA adapter is written as a llama.cpp LoRA GGUF
-(``lora_gguf``) and applied unmerged.
+(``lora_gguf``) and applied unmerged. ``requantized_gguf`` writes the file in another llama.cpp
+weight type (Q8_0: llama.cpp's AVX2 GEMM kernels prefill it faster than the shipped Q5_0 blocks).
 """
 
 from __future__ import annotations
@@ -47,6 +48,28 @@ def _init():
     quiet = ll.llama_log_callback(lambda level, text, data: None)
     ll.llama_log_set(quiet, ctypes.c_void_p())
     return ll, quiet
+
+
+def requantized_gguf(src: Path, weights: str, out: Path) -> Path:
+    """``src`` requantised by llama.cpp to ``weights`` (e.g. ``q8_0``) at ``out``, written once (atomically)."""
+    ll, _ = _init()
+    ftype = getattr(ll, f"LLAMA_FTYPE_MOSTLY_{weights.upper()}", None)
+    if ftype is None:
+        raise ValueError(f"llama.cpp has no weight type {weights!r}")
+    if out.is_file():
+        return out
+    params = ll.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize = ftype, True
+    params.nthread = os.cpu_count() or 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        if ll.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
+            raise RuntimeError(f"llama.cpp could not requantise {src} to {weights}")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
 
 
 class LlamaModel:

@@ -33,33 +33,32 @@ def make_backend(name: str, lm, tok, model: str, adapter: str | None = None, bat
 
     ``quantize="int8"`` (``hf`` on CPU): generate with an int8 copy of ``lm`` (``quant.int8_copy``),
     named ``|int8`` in the identity so its responses never mix with the unquantised model's.
+    ``quantize="q8_0"`` (``llamacpp``): generate from the GGUF requantised to Q8_0 (``|llamacpp|q8_0``).
     """
     from ..models import model_identity
     from .hf import HFBackend
-    from .quant import QUANTIZE, int8_copy
+    from .quant import check_quantize, int8_copy
     from .static import StaticBackend
 
-    if quantize not in QUANTIZE:
-        raise ValueError(f"unknown quantize {quantize!r}; use one of {', '.join(QUANTIZE)}")
+    check_quantize(quantize, name)
     if name == "llamacpp":
         return _llamacpp_backend(lm, tok, model, adapter, batch_size, quantize)
     identity = f"{model_identity(model, adapter)}|{name}|{str(lm.dtype).removeprefix('torch.')}"
     if quantize == "none":
         return (StaticBackend if name == "static" else HFBackend)(lm, tok, identity, batch_size=batch_size)
-    if name != "hf":
-        raise ValueError(f"quantize {quantize!r} needs the hf backend, not {name!r}")
     return HFBackend(lm, tok, f"{identity}|{quantize}", batch_size=batch_size, generator=int8_copy(lm))
 
 
 def _llamacpp_backend(lm, tok, model: str, adapter: str | None, batch_size: int, quantize: str):
     """The llama.cpp backend on the GGUF of embedded ``model``; identity ``...|llamacpp|<weights>``."""
-    from ..models import EMBEDDED_PREFIX, embedded_gguf, model_identity
-    from .llamacpp import LlamaCppBackend
+    from ..models import EMBEDDED_PREFIX, cache_root, embedded_cache_dir, embedded_gguf, model_identity
+    from .llamacpp import LlamaCppBackend, requantized_gguf
 
-    if quantize != "none":
-        raise ValueError(f"quantize {quantize!r} needs the hf backend, not 'llamacpp'")
     if not model.startswith(EMBEDDED_PREFIX):
         raise ValueError(f"the llamacpp backend runs embedded models (their GGUF weights) only, not {model!r}")
     if lm.device.type != "cpu":
         raise ValueError(f"the llamacpp backend runs on CPU; the model is on {lm.device}")
-    return LlamaCppBackend(lm, tok, model_identity(model, adapter), embedded_gguf(model), adapter, batch_size)
+    gguf = embedded_gguf(model)
+    if quantize != "none":
+        gguf = requantized_gguf(gguf, quantize, cache_root() / "gguf" / f"{embedded_cache_dir(model).name}-{quantize}.gguf")
+    return LlamaCppBackend(lm, tok, model_identity(model, adapter), gguf, adapter, batch_size)

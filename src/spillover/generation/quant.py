@@ -13,7 +13,16 @@ import warnings
 
 import torch
 
-QUANTIZE = ("none", "int8")
+#: Each ``models.quantize`` value and the backend that generates with it (``none``: any).
+QUANTIZE = {"none": None, "int8": "hf", "q8_0": "llamacpp"}
+
+
+def check_quantize(quantize: str, backend: str) -> None:
+    """Raise ValueError unless ``backend`` can generate with ``quantize``."""
+    if quantize not in QUANTIZE:
+        raise ValueError(f"unknown quantize {quantize!r}; use one of {', '.join(QUANTIZE)}")
+    if QUANTIZE[quantize] not in (None, backend):
+        raise ValueError(f"quantize {quantize!r} needs backend {QUANTIZE[quantize]}, not {backend!r}")
 
 
 def int8_copy(model, fp32_modules: tuple[str, ...] = ()):

@@ -10,6 +10,7 @@ from ..config import Seed, StrictModel
 from ..data.suite import BENIGN, XSTEST_UNSAFE, DataConfig
 from ..domains import DOMAINS, XSTEST, Domain, parse_domains
 from ..generation.base import Decoding
+from ..generation.quant import check_quantize
 from ..judges import endpoint_spec
 from ..models import DEFAULT_ALIGNED, DEFAULT_LABELER, DTYPES, EMBEDDED_PREFIX
 from ..training.config import TrainConfig
@@ -46,9 +47,10 @@ class ModelsConfig(StrictModel):
     backend: Literal["hf", "static", "llamacpp"] = Field(
         "hf", description="Generation backend; static = CUDA graphs (GPU); llamacpp = llama.cpp on the embedded "
                           "models' GGUF weights (CPU, LoRA checkpoints; pip install 'spillover[llamacpp]').")
-    quantize: Literal["none", "int8"] = Field(
-        "none", description="int8: generate with a dynamic-int8 copy of the Linear layers (hf backend, CPU only; "
-                            "scoring and training keep the loaded weights).")
+    quantize: Literal["none", "int8", "q8_0"] = Field(
+        "none", description="int8: generate with a dynamic-int8 copy of the Linear layers (hf backend, CPU only); "
+                            "q8_0: generate from the GGUF requantised to Q8_0 (llamacpp backend). Scoring and "
+                            "training keep the loaded weights.")
     batch_size: int = Field(8, ge=1)
 
     @field_validator("dtype")
@@ -60,8 +62,7 @@ class ModelsConfig(StrictModel):
 
     @model_validator(mode="after")
     def _quantize_backend(self):
-        if self.quantize != "none" and self.backend != "hf":
-            raise ValueError(f"quantize {self.quantize!r} needs backend hf, not {self.backend!r}")
+        check_quantize(self.quantize, self.backend)
         return self
 
     @model_validator(mode="after")

@@ -18,7 +18,8 @@ class ModelSlot:
     reloading the weights: checkpoint validation and evaluation load the aligned model once per
     training run, not once per checkpoint. A full-rank checkpoint directory (which holds its
     tokenizer) loads like any local model. ``loads`` counts weight loads. With ``quantize`` the backend
-    generates with an int8 copy rebuilt after each swap; the weights returned stay unquantised.
+    generates with an int8 copy rebuilt after each swap (hf) or from the requantised GGUF (llamacpp);
+    the weights returned stay unquantised.
     """
 
     def __init__(self, cfg: ModelsConfig):
