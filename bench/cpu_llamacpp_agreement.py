@@ -3,9 +3,9 @@
 The reference is today's CPU path (fp32 torch, ``generate_responses`` at the preset's batch);
 the candidate is the ``llamacpp`` backend on the embedded model's own GGUF (Q4_K_M: Q5_0, Q4_K,
 Q6_K and Q8_0 tensors; the file the torch weights are dequantised from), so only the arithmetic
-differs, or (``--llama-quantize q8_0``) on that file requantised to Q8_0. Both sets of responses go through the default judge; the bench reports label agreement
-per set, the flipped rows and the machine (CPU flags, the ISA torch, oneDNN, MKL and llama.cpp
-were limited to).
+differs, or (``--llama-quantize q8_0``) on that file requantised to Q8_0. Both sets of responses
+go through the default judge; the bench reports label agreement per set, the flipped rows and the
+machine (CPU flags, the ISA torch, oneDNN, MKL and llama.cpp were limited to).
 
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
         SPILLOVER_DATA_DIR=../shared/datasets .venv/bin/python bench/cpu_llamacpp_agreement.py \\

@@ -227,8 +227,8 @@ def test_q8_0_generates_from_the_requantised_gguf_under_its_own_identity(llama_c
     (Q8_0 rounds each 32-weight block to 8 bits: far finer than the shipped 4-5 bit blocks)."""
     from spillover.generation.loading import make_backend
 
-    monkeypatch.setenv("SPILLOVER_CACHE", str(tmp_path))
     hf, shipped = _hf_and_llama(SMOL)
+    monkeypatch.setenv("SPILLOVER_CACHE", str(tmp_path))  # the requantised file lands here
     q8 = make_backend("llamacpp", hf.model, hf.tokenizer, SMOL, quantize="q8_0")
     assert q8.identity == shipped.identity.removesuffix("|q4_1") + "|q8_0"
     written = sorted((tmp_path / "gguf").glob("*-q8_0.gguf"))

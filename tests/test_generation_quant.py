@@ -54,7 +54,7 @@ def test_int8_backend_generates_with_the_copy_under_its_own_identity(tiny_model_
     assert len(out) == 1 and isinstance(out[0][0], str)
 
 
-def test_quantize_needs_the_hf_backend(tiny_model_dir):
+def test_each_quantize_needs_its_backend(tiny_model_dir):
     with pytest.raises(ValueError, match="backend hf"):
         ModelsConfig(quantize="int8", backend="static")
     with pytest.raises(ValueError, match="needs backend hf, not 'static'"):

@@ -9,7 +9,7 @@ computes its prompts' common leading tokens once and copies them to every stream
 rest packed into calls of up to 512 tokens, then decodes all unfinished
 sequences together, one token each per ``llama_decode``. A peft LoRA adapter is written as a llama.cpp LoRA GGUF
 (``lora_gguf``) and applied unmerged. ``requantized_gguf`` writes the file in another llama.cpp
-weight type (Q8_0: llama.cpp's AVX2 GEMM kernels prefill it faster than the shipped Q5_0 blocks).
+weight type (Q8_0: 1.5x faster than the shipped blocks on an AVX2-only CPU, bench/README.md).
 """
 
 from __future__ import annotations
