@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_path
 from .base import Decoding, Messages, render_chat
 from .hf import end_token_ids
 from .lora_gguf import write_lora_gguf
@@ -61,14 +62,9 @@ def requantized_gguf(src: Path, weights: str, out: Path) -> Path:
     params = ll.llama_model_quantize_default_params()
     params.ftype, params.allow_requantize = ftype, True
     params.nthread = os.cpu_count() or 1
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out) as tmp:
         if ll.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
             raise RuntimeError(f"llama.cpp could not requantise {src} to {weights}")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 
